@@ -1,0 +1,711 @@
+//! The receiver's side: receives fds, validates and maps them read-only,
+//! resolves references to views, and releases them back to the sender.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{Ordering, fence};
+
+use tracing::{debug, info, warn};
+
+use crate::channel::{Channel, Message, Recv};
+use crate::error::{Error, Result, Status};
+use crate::hub::Hub;
+use crate::region::{Limits, Mapping};
+use crate::sys::{self, Deadline};
+use crate::wire::{self, Attach, Ext, Ref};
+
+/// Receiver configuration.
+#[derive(Clone, Debug)]
+pub struct AttachmentsOptions {
+    pub limits: Limits,
+    /// How long a release waits for room in the channel before it is kept
+    /// pending (and sent by a later call).
+    pub send_timeout_ms: i64,
+    /// Talk to a vox-shm sender: send no HELLO and no RELEASE, accept
+    /// unsealed regions.
+    pub vox_compat: bool,
+}
+
+impl Default for AttachmentsOptions {
+    fn default() -> Self {
+        AttachmentsOptions {
+            limits: Limits {
+                max_mappings: 1024,
+                max_mapped_bytes: 16 << 30,
+                max_single_mapping: 4 << 30,
+                accept_unsealed: false,
+            },
+            send_timeout_ms: 10_000,
+            vox_compat: false,
+        }
+    }
+}
+
+/// A resolved payload: `len` bytes at `data`, readable until released.
+/// Never a `&[u8]`: the sender's process can still write these bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub data: *const u8,
+    pub len: u64,
+    pub r: Ref,
+}
+
+// SAFETY: a View is an address and a length inside a read-only mapping
+// that the attachments keep alive until the view is released; it carries no
+// reference and no interior mutability.
+unsafe impl Send for View {}
+// SAFETY: as above.
+unsafe impl Sync for View {}
+
+/// Counters of an attachments handle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentsStats {
+    pub mappings: u64,
+    pub mapped_bytes: u64,
+    pub live_views: u64,
+    pub queued_refs: u64,
+    pub open_fds: u64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub messages_received: u64,
+    pub bytes_received: u64,
+    pub attaches_received: u64,
+    pub attaches_rejected: u64,
+    pub refs_received: u64,
+    pub releases_sent: u64,
+    pub regions_retired: u64,
+    pub pending_releases: u64,
+    pub minor_faults: u64,
+}
+
+struct Mapped {
+    generation: u32,
+    map: Mapping,
+    /// Live views per (offset, len): the RELEASE goes out when the last
+    /// view of a reference is released.
+    views: HashMap<(u64, u32), u32>,
+    retire_pending: bool,
+}
+
+impl Mapped {
+    fn view_count(&self) -> usize {
+        self.views.len()
+    }
+}
+
+struct State {
+    maps: HashMap<u32, Mapped>,
+    mapped_bytes: u64,
+    queue: VecDeque<Ref>,
+    pending_release: Vec<Ref>,
+    pending_acks: Vec<Ext>,
+    poisoned: Option<Error>,
+    peer_gone: bool,
+    live_views: u64,
+    stats: AttachmentsStats,
+}
+
+/// The receiver's attachments. `Send + Sync`.
+pub struct Attachments {
+    hub: Hub<State>,
+    opts: AttachmentsOptions,
+}
+
+/// Most references queued from the channel and not yet received; a sender
+/// that goes past it is flooding and the channel is poisoned.
+const MAX_QUEUED_REFS: usize = 1 << 20;
+
+fn protocol(msg: String) -> Error {
+    Error::new(Status::VOXSHM_PROTOCOL, msg)
+}
+
+impl Attachments {
+    /// Creates the attachments over `chan`, which they own from now on,
+    /// and says HELLO to the sender (unless in vox compatibility mode).
+    pub fn new(chan: Channel, mut opts: AttachmentsOptions) -> Result<Attachments> {
+        if opts.vox_compat {
+            opts.limits.accept_unsealed = true;
+        }
+        let st = State {
+            maps: HashMap::new(),
+            mapped_bytes: 0,
+            queue: VecDeque::new(),
+            pending_release: Vec::new(),
+            pending_acks: Vec::new(),
+            poisoned: None,
+            peer_gone: false,
+            live_views: 0,
+            stats: AttachmentsStats::default(),
+        };
+        let att = Attachments {
+            hub: Hub::new(chan, st)?,
+            opts,
+        };
+        if !att.opts.vox_compat {
+            let hello = Ext::Hello {
+                version: wire::PROTOCOL_VERSION,
+                role: wire::ROLE_RECEIVER,
+                features: 0,
+            }
+            .encode();
+            let mut g = att.hub.lock();
+            match att.hub.chan.try_send(&hello, None) {
+                Ok(true) => Self::count_sent(&mut g.s, hello.len()),
+                Ok(false) => {
+                    return Err(Error::new(
+                        Status::VOXSHM_TIMEOUT,
+                        "channel full: could not say HELLO",
+                    ));
+                }
+                Err(e) if e.status == Status::VOXSHM_PEER_GONE => g.s.peer_gone = true,
+                Err(e) => return Err(e),
+            }
+            drop(g);
+        }
+        debug!(fd = att.hub.chan.raw(), "attachments created");
+        Ok(att)
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.hub.chan.raw()
+    }
+
+    pub fn options(&self) -> &AttachmentsOptions {
+        &self.opts
+    }
+
+    fn count_sent(st: &mut State, n: usize) {
+        st.stats.messages_sent += 1;
+        st.stats.bytes_sent += n as u64;
+    }
+
+    fn poison(&self, st: &mut State, e: Error) -> Error {
+        warn!(reason = %e.message, "attachments: protocol error, channel poisoned");
+        st.poisoned = Some(e.clone());
+        e
+    }
+
+    fn check_poisoned(st: &State) -> Result<()> {
+        match &st.poisoned {
+            Some(e) => Err(Error::new(
+                e.status,
+                format!("channel is poisoned: {}", e.message),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn peer_gone(&self, st: &mut State) {
+        if !st.peer_gone {
+            st.peer_gone = true;
+            st.pending_release.clear();
+            st.pending_acks.clear();
+            // Mappings nobody views are of no more use.
+            let before = st.maps.len();
+            Self::drop_unviewed(st);
+            info!(
+                unmapped = before - st.maps.len(),
+                kept = st.maps.len(),
+                "attachments: sender gone"
+            );
+        }
+    }
+
+    fn drop_unviewed(st: &mut State) {
+        let gone: Vec<u32> = st
+            .maps
+            .iter()
+            .filter(|(_, m)| m.view_count() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(m) = st.maps.remove(&id) {
+                st.mapped_bytes -= m.map.len();
+            }
+        }
+    }
+
+    /// Reads and applies every waiting message. An ATTACH that fails
+    /// validation stops the reading and its error is returned (the
+    /// channel stays usable); a malformed message poisons the channel.
+    fn pump(&self, st: &mut State) -> Result<bool> {
+        Self::check_poisoned(st)?;
+        let mut changed = false;
+        self.flush(st);
+        while !st.peer_gone {
+            let m = match self.hub.chan.try_recv() {
+                Ok(Recv::Empty) => break,
+                Ok(Recv::Eof) => {
+                    self.peer_gone(st);
+                    changed = true;
+                    break;
+                }
+                Ok(Recv::Msg(m)) => m,
+                Err(e) if e.status == Status::VOXSHM_PEER_GONE => {
+                    self.peer_gone(st);
+                    changed = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            changed = true;
+            st.stats.messages_received += 1;
+            st.stats.bytes_received += m.bytes.len() as u64;
+            self.apply(st, m)?;
+        }
+        Ok(changed)
+    }
+
+    fn apply(&self, st: &mut State, mut m: Message) -> Result<()> {
+        if m.ctrunc || m.trunc {
+            let e = protocol(format!(
+                "{}-byte message with {} fd(s) arrived truncated ({})",
+                m.bytes.len(),
+                m.fds.len(),
+                if m.ctrunc {
+                    "MSG_CTRUNC: too many fds"
+                } else {
+                    "MSG_TRUNC"
+                }
+            ));
+            drop(m.fds);
+            return Err(self.poison(st, e));
+        }
+        if m.bytes.len() == wire::ATTACH_LEN || !m.fds.is_empty() {
+            if m.bytes.len() != wire::ATTACH_LEN || m.fds.len() != 1 {
+                let e = protocol(format!(
+                    "ATTACH must be a 16-byte body with exactly one fd; got {} bytes with {} fd(s)",
+                    m.bytes.len(),
+                    m.fds.len()
+                ));
+                drop(m.fds);
+                return Err(self.poison(st, e));
+            }
+            let a = Attach::decode(&m.bytes)?;
+            let fd = m.fds.pop().expect("one fd");
+            return self.attach(st, a, fd);
+        }
+        let msg = match Ext::decode(&m.bytes) {
+            Ok(msg) => msg,
+            Err(e) => return Err(self.poison(st, e)),
+        };
+        match msg {
+            Ext::Hello { version, role, .. } => {
+                if role != wire::ROLE_SENDER {
+                    return Err(self.poison(
+                        st,
+                        protocol(format!("HELLO with role {role}: the peer is not a sender")),
+                    ));
+                }
+                if version != wire::PROTOCOL_VERSION {
+                    let e = Error::new(
+                        Status::VOXSHM_VERSION_MISMATCH,
+                        format!(
+                            "sender speaks protocol version {version}, this library speaks {}",
+                            wire::PROTOCOL_VERSION
+                        ),
+                    );
+                    return Err(self.poison(st, e));
+                }
+                debug!(version, "attachments: sender said HELLO");
+            }
+            Ext::Ref(r) => {
+                if st.queue.len() >= MAX_QUEUED_REFS {
+                    return Err(self.poison(
+                        st,
+                        protocol(format!(
+                            "sender queued more than {MAX_QUEUED_REFS} references"
+                        )),
+                    ));
+                }
+                st.stats.refs_received += 1;
+                st.queue.push_back(r);
+            }
+            Ext::Retire {
+                map_id,
+                map_generation,
+                mapping_length,
+            } => {
+                let ack = Ext::RetireAck {
+                    map_id,
+                    map_generation,
+                    mapping_length,
+                };
+                match st.maps.get_mut(&map_id) {
+                    Some(m) if m.generation == map_generation => {
+                        if m.view_count() == 0 {
+                            if let Some(m) = st.maps.remove(&map_id) {
+                                st.mapped_bytes -= m.map.len();
+                            }
+                            st.stats.regions_retired += 1;
+                            debug!(map_id, generation = map_generation, "RETIRE: unmapped");
+                            st.pending_acks.push(ack);
+                        } else {
+                            debug!(
+                                map_id,
+                                generation = map_generation,
+                                "RETIRE: unmapping when its views are released"
+                            );
+                            m.retire_pending = true;
+                        }
+                    }
+                    // A region this side never mapped (its ATTACH was
+                    // rejected): nothing to unmap, acknowledge at once.
+                    _ => st.pending_acks.push(ack),
+                }
+                self.flush(st);
+            }
+            other => {
+                return Err(self.poison(
+                    st,
+                    protocol(format!("sender sent a receiver-only message {other:?}")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn attach(&self, st: &mut State, a: Attach, fd: std::os::fd::OwnedFd) -> Result<()> {
+        st.stats.attaches_received += 1;
+        if st.maps.contains_key(&a.map_id) {
+            st.stats.attaches_rejected += 1;
+            drop(fd);
+            return Err(Error::new(
+                Status::VOXSHM_DUPLICATE_ATTACH,
+                format!(
+                    "ATTACH for map_id {} (generation {}) while it is still mapped",
+                    a.map_id, a.map_generation
+                ),
+            ));
+        }
+        match Mapping::validate_and_map(
+            fd,
+            a.mapping_length,
+            &self.opts.limits,
+            st.maps.len(),
+            st.mapped_bytes,
+        ) {
+            Ok(map) => {
+                info!(
+                    map_id = a.map_id,
+                    generation = a.map_generation,
+                    bytes = a.mapping_length,
+                    "ATTACH received, region mapped"
+                );
+                st.mapped_bytes += map.len();
+                st.maps.insert(
+                    a.map_id,
+                    Mapped {
+                        generation: a.map_generation,
+                        map,
+                        views: HashMap::new(),
+                        retire_pending: false,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                st.stats.attaches_rejected += 1;
+                warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends pending releases and acknowledgements without blocking.
+    fn flush(&self, st: &mut State) {
+        if self.opts.vox_compat || st.peer_gone {
+            st.pending_release.clear();
+            return;
+        }
+        while !st.pending_release.is_empty() {
+            let n = st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES);
+            let b = Ext::Release(st.pending_release[..n].to_vec()).encode();
+            match self.hub.chan.try_send(&b, None) {
+                Ok(true) => {
+                    Self::count_sent(st, b.len());
+                    st.stats.releases_sent += n as u64;
+                    st.pending_release.drain(..n);
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    if e.status == Status::VOXSHM_PEER_GONE {
+                        self.peer_gone(st);
+                    }
+                    return;
+                }
+            }
+        }
+        // Acknowledgements go after the releases that preceded them.
+        while let Some(ack) = st.pending_acks.first() {
+            let b = ack.encode();
+            match self.hub.chan.try_send(&b, None) {
+                Ok(true) => {
+                    Self::count_sent(st, b.len());
+                    st.pending_acks.remove(0);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Checks a reference against the mappings, in the documented order.
+    fn check(&self, st: &State, r: &Ref) -> Result<*const u8> {
+        Self::check_poisoned(st)?;
+        let m = st.maps.get(&r.map_id).ok_or_else(|| {
+            Error::new(
+                Status::VOXSHM_UNKNOWN_MAP,
+                format!("map_id {} is not attached", r.map_id),
+            )
+        })?;
+        if r.map_generation < m.generation {
+            return Err(Error::new(
+                Status::VOXSHM_STALE_GENERATION,
+                format!(
+                    "map_id {} generation {} is stale (mapped: {})",
+                    r.map_id, r.map_generation, m.generation
+                ),
+            ));
+        }
+        if r.map_generation > m.generation {
+            return Err(Error::new(
+                Status::VOXSHM_UNKNOWN_MAP,
+                format!(
+                    "map_id {} generation {} is not attached yet (mapped: {})",
+                    r.map_id, r.map_generation, m.generation
+                ),
+            ));
+        }
+        let end = r
+            .map_offset
+            .checked_add(r.payload_len as u64)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::VOXSHM_REF_OVERFLOW,
+                    format!(
+                        "offset {} + length {} overflows",
+                        r.map_offset, r.payload_len
+                    ),
+                )
+            })?;
+        if end > m.map.len() {
+            return Err(Error::new(
+                Status::VOXSHM_OUT_OF_BOUNDS,
+                format!(
+                    "bytes {}..{end} lie beyond the {}-byte mapping of map_id {}",
+                    r.map_offset,
+                    m.map.len(),
+                    r.map_id
+                ),
+            ));
+        }
+        // SAFETY: map_offset + payload_len <= mapping length was checked
+        // just above, so the pointer is inside the mapping.
+        Ok(unsafe { m.map.base().add(r.map_offset as usize) })
+    }
+
+    fn take_view(st: &mut State, r: Ref, data: *const u8) -> View {
+        fence(Ordering::Acquire);
+        if let Some(m) = st.maps.get_mut(&r.map_id) {
+            *m.views.entry((r.map_offset, r.payload_len)).or_insert(0) += 1;
+        }
+        st.live_views += 1;
+        View {
+            data,
+            len: r.payload_len as u64,
+            r,
+        }
+    }
+
+    /// Takes the next reference the sender sent over the channel and
+    /// resolves it, waiting up to `timeout_ms`. A reference that fails to
+    /// resolve is released back to the sender and its error returned.
+    pub fn recv(&self, timeout_ms: i64) -> Result<View> {
+        let deadline = Deadline::after_ms(timeout_ms);
+        let mut g = self.hub.lock();
+        loop {
+            Self::check_poisoned(&g.s)?;
+            if let Some(r) = g.s.queue.pop_front() {
+                return match self.check(&g.s, &r) {
+                    Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
+                    Err(e) => {
+                        warn!(?r, error = %e, "received reference does not resolve; releasing it");
+                        g.s.pending_release.push(r);
+                        self.flush(&mut g.s);
+                        Err(e)
+                    }
+                };
+            }
+            if self.pump(&mut g.s)? {
+                self.hub.notify(&g);
+                continue;
+            }
+            if g.s.peer_gone {
+                return Err(Error::new(
+                    Status::VOXSHM_PEER_GONE,
+                    "the sender closed the channel or died",
+                ));
+            }
+            if deadline.expired() {
+                return Err(Error::new(
+                    Status::VOXSHM_TIMEOUT,
+                    "no payload arrived before the timeout",
+                ));
+            }
+            g = self.hub.wait(g, deadline)?;
+        }
+    }
+
+    /// Resolves a reference that came over a transport of the caller's
+    /// own, waiting up to `timeout_ms` for its region's ATTACH.
+    pub fn resolve(&self, r: &Ref, timeout_ms: i64) -> Result<View> {
+        let deadline = Deadline::after_ms(timeout_ms);
+        let mut g = self.hub.lock();
+        loop {
+            let changed = self.pump(&mut g.s)?;
+            if changed {
+                self.hub.notify(&g);
+            }
+            match self.check(&g.s, r) {
+                Ok(p) => return Ok(Self::take_view(&mut g.s, *r, p)),
+                Err(e)
+                    if e.status == Status::VOXSHM_UNKNOWN_MAP
+                        && !g.s.peer_gone
+                        && !deadline.expired() =>
+                {
+                    if !changed {
+                        g = self.hub.wait(g, deadline)?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Releases a view. When it was the last view of its reference the
+    /// sender is told (at once; if the channel is full the release is kept
+    /// and sent by the next call, after waiting up to the send timeout).
+    pub fn release(&self, v: &View) -> Result<()> {
+        let mut g = self.hub.lock();
+        let st = &mut g.s;
+        let r = v.r;
+        let key = (r.map_offset, r.payload_len);
+        let m = st
+            .maps
+            .get_mut(&r.map_id)
+            .filter(|m| m.generation == r.map_generation && m.views.contains_key(&key))
+            .ok_or_else(|| {
+                Error::new(
+                    Status::VOXSHM_INVALID_VIEW,
+                    format!("view of {r:?} is not held: never resolved, or released already"),
+                )
+            })?;
+        // SAFETY-free check: the view must point where the reference says.
+        if v.data != m.map.base().wrapping_add(r.map_offset as usize)
+            || v.len != r.payload_len as u64
+        {
+            return Err(Error::new(
+                Status::VOXSHM_INVALID_VIEW,
+                "view's pointer or length does not match its reference",
+            ));
+        }
+        let c = m.views.get_mut(&key).expect("checked above");
+        *c -= 1;
+        let last = *c == 0;
+        if last {
+            m.views.remove(&key);
+        }
+        let unmap = m.views.is_empty() && (m.retire_pending || st.peer_gone);
+        let retired = m.retire_pending;
+        st.live_views -= 1;
+        if last && !st.peer_gone && !self.opts.vox_compat {
+            st.pending_release.push(r);
+        }
+        if unmap {
+            if let Some(m) = st.maps.remove(&r.map_id) {
+                st.mapped_bytes -= m.map.len();
+            }
+            if retired && !st.peer_gone {
+                st.stats.regions_retired += 1;
+                st.pending_acks.push(Ext::RetireAck {
+                    map_id: r.map_id,
+                    map_generation: r.map_generation,
+                    mapping_length: 0,
+                });
+            }
+        }
+        self.flush(st);
+        if !st.pending_release.is_empty() {
+            // The channel is full: wait for room while reading what the
+            // sender sends meanwhile.
+            let b = Ext::Release(
+                st.pending_release[..st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES)]
+                    .to_vec(),
+            )
+            .encode();
+            let n = st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES);
+            let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
+            let sent = self
+                .hub
+                .chan
+                .send(&b, None, deadline, || self.pump_into_queue(st));
+            if sent.is_ok() {
+                Self::count_sent(st, b.len());
+                st.stats.releases_sent += n as u64;
+                st.pending_release.drain(..n);
+                self.flush(st);
+            } else {
+                warn!(
+                    pending = st.pending_release.len(),
+                    "release kept pending: channel full"
+                );
+            }
+        }
+        self.hub.notify(&g);
+        Ok(())
+    }
+
+    fn pump_into_queue(&self, st: &mut State) -> Result<()> {
+        // Errors from ATTACH validation while we only wanted to make room
+        // are logged; the rejected region's references fail when received.
+        match self.pump(st) {
+            Ok(_) => Ok(()),
+            Err(e) if st.poisoned.is_some() => Err(e),
+            Err(e) => {
+                warn!(error = %e, "while releasing");
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies whatever the sender sent, without waiting. For callers
+    /// driving their own event loop.
+    pub fn poll(&self) -> Result<()> {
+        let mut g = self.hub.lock();
+        if self.pump(&mut g.s)? {
+            self.hub.notify(&g);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> AttachmentsStats {
+        let g = self.hub.lock();
+        let st = &g.s;
+        let mut s = st.stats;
+        s.mappings = st.maps.len() as u64;
+        s.mapped_bytes = st.mapped_bytes;
+        s.live_views = st.live_views;
+        s.queued_refs = st.queue.len() as u64;
+        s.pending_releases = st.pending_release.len() as u64;
+        // The channel and the wake-up eventfd: region fds are closed as
+        // soon as they are mapped.
+        s.open_fds = 2;
+        s.minor_faults = sys::minor_faults();
+        s
+    }
+
+    pub fn peer_is_gone(&self) -> bool {
+        let mut g = self.hub.lock();
+        let _ = self.pump(&mut g.s);
+        g.s.peer_gone
+    }
+}

@@ -1,0 +1,449 @@
+//! The control channel: a connected `AF_UNIX` socket that carries ATTACH
+//! messages with their fds, and voxshm's extension messages.
+//!
+//! Every send is a single `sendmsg` with `MSG_NOSIGNAL | MSG_DONTWAIT`: on a
+//! datagram or seqpacket socket it either queues the whole message with its
+//! fd or nothing, so a full socket buffer never loses an fd or a message;
+//! the caller decides how to wait. Every receive uses `MSG_CMSG_CLOEXEC`,
+//! walks every control message and takes ownership of every fd that
+//! arrived, so dropping a rejected message closes them all.
+
+use std::ffi::CString;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::error::{Error, Result, Status};
+use crate::sys::{self, Deadline};
+
+/// Most fds one message can bring in before the kernel truncates it.
+const MAX_RECV_FDS: usize = 8;
+
+/// Socket type of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `SOCK_SEQPACKET`: message boundaries and EOF on peer death.
+    SeqPacket,
+    /// `SOCK_DGRAM` (what a vox peer creates): no EOF on peer death.
+    Dgram,
+}
+
+/// A connected `AF_UNIX` socket owned by this channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+    kind: Kind,
+}
+
+/// What one non-blocking receive produced.
+#[derive(Debug)]
+pub enum Recv {
+    /// A whole message, with every fd that came with it.
+    Msg(Message),
+    /// Nothing queued.
+    Empty,
+    /// The peer closed its end.
+    Eof,
+}
+
+#[derive(Debug)]
+pub struct Message {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+    /// The kernel truncated the control data (`MSG_CTRUNC`).
+    pub ctrunc: bool,
+    /// The kernel truncated the body (`MSG_TRUNC`).
+    pub trunc: bool,
+}
+
+fn new_socket(ty: i32) -> Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::last_os("socket(AF_UNIX)"));
+    }
+    // SAFETY: socket just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Builds a `sockaddr_un` for a filesystem path, or for a Linux abstract
+/// name when the path starts with `@`.
+fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain old data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, abstract_name) = match path.strip_prefix('@') {
+        Some(name) => (name.as_bytes(), true),
+        None => (path.as_bytes(), false),
+    };
+    let start = usize::from(abstract_name);
+    if bytes.is_empty() || bytes.contains(&0) || start + bytes.len() >= addr.sun_path.len() {
+        return Err(Error::new(
+            Status::VOXSHM_INVALID_ARGUMENT,
+            format!(
+                "socket path {path:?} is empty, contains NUL, or is longer than {} bytes",
+                addr.sun_path.len() - 1 - start
+            ),
+        ));
+    }
+    for (i, b) in bytes.iter().enumerate() {
+        addr.sun_path[start + i] = *b as libc::c_char;
+    }
+    let base = mem::offset_of!(libc::sockaddr_un, sun_path);
+    // Abstract names are not NUL-terminated: the length says where they end.
+    let len = base + start + bytes.len() + usize::from(!abstract_name);
+    Ok((addr, len as libc::socklen_t))
+}
+
+impl Channel {
+    /// A connected `SOCK_SEQPACKET` pair.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        Self::pair_of(Kind::SeqPacket)
+    }
+
+    /// A connected pair of the given kind.
+    pub fn pair_of(kind: Kind) -> Result<(Channel, Channel)> {
+        let ty = match kind {
+            Kind::SeqPacket => libc::SOCK_SEQPACKET,
+            Kind::Dgram => libc::SOCK_DGRAM,
+        };
+        let mut fds = [-1; 2];
+        // SAFETY: `fds` has room for the two fds socketpair writes.
+        if unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }
+            != 0
+        {
+            return Err(Error::last_os("socketpair"));
+        }
+        // SAFETY: socketpair just returned both fds; nothing else owns them.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok((Channel { fd: a, kind }, Channel { fd: b, kind }))
+    }
+
+    /// Takes ownership of a connected `AF_UNIX` socket of type
+    /// `SOCK_SEQPACKET` or `SOCK_DGRAM`. Anything else is rejected (and the
+    /// fd is closed, since the channel owns it).
+    pub fn from_fd(fd: OwnedFd) -> Result<Channel> {
+        let mut domain: libc::c_int = 0;
+        let mut ty: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the out-pointers are valid c_ints and `len` matches them.
+        let ok = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                (&mut domain as *mut libc::c_int).cast(),
+                &mut len,
+            ) == 0
+                && libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TYPE,
+                    (&mut ty as *mut libc::c_int).cast(),
+                    &mut len,
+                ) == 0
+        };
+        if !ok || domain != libc::AF_UNIX {
+            return Err(Error::new(
+                Status::VOXSHM_INVALID_ARGUMENT,
+                format!("fd {} is not an AF_UNIX socket", fd.as_raw_fd()),
+            ));
+        }
+        let kind = match ty {
+            libc::SOCK_SEQPACKET => Kind::SeqPacket,
+            libc::SOCK_DGRAM => Kind::Dgram,
+            _ => {
+                return Err(Error::new(
+                    Status::VOXSHM_INVALID_ARGUMENT,
+                    format!(
+                        "fd {} is an AF_UNIX socket of type {ty}; SOCK_SEQPACKET or SOCK_DGRAM is required",
+                        fd.as_raw_fd()
+                    ),
+                ));
+            }
+        };
+        Ok(Channel { fd, kind })
+    }
+
+    /// Connects to a listener at `path` (`@name` for an abstract name).
+    pub fn connect(path: &str) -> Result<Channel> {
+        let (addr, len) = sockaddr(path)?;
+        let fd = new_socket(libc::SOCK_SEQPACKET)?;
+        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+        if unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(Error::last_os(&format!("connect({path})")));
+        }
+        Ok(Channel {
+            fd,
+            kind: Kind::SeqPacket,
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Gives the socket back to the caller.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Tries to queue one message, with at most one fd, without blocking.
+    /// `Ok(false)`: the socket buffer is full and nothing was queued.
+    pub fn try_send(&self, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
+        let mut iov = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        // Space for one fd, aligned for cmsghdr.
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if let Some(fd) = fd {
+            // SAFETY: CMSG_SPACE is a pure computation.
+            let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+            debug_assert!(space <= mem::size_of_val(&cbuf));
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            // SAFETY: msg_control points at `space` writable, aligned bytes,
+            // so the first header and its data fit.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+            }
+        }
+        loop {
+            // SAFETY: `msg` points at live iovec and control buffers.
+            let n =
+                unsafe { libc::sendmsg(self.raw(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+            if n >= 0 {
+                debug_assert_eq!(n as usize, bytes.len());
+                return Ok(true);
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(false),
+                _ => return Err(Error::os("sendmsg", err)),
+            }
+        }
+    }
+
+    /// Sends one message, waiting up to `deadline` for buffer space. While
+    /// it waits, `drain` is called whenever the socket is readable, so the
+    /// peer is never deadlocked writing to us while we write to it.
+    pub fn send(
+        &self,
+        bytes: &[u8],
+        fd: Option<RawFd>,
+        deadline: Deadline,
+        mut drain: impl FnMut() -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            if self.try_send(bytes, fd)? {
+                return Ok(());
+            }
+            if deadline.expired() {
+                return Err(Error::new(
+                    Status::VOXSHM_TIMEOUT,
+                    "the channel stayed full: the peer is not reading",
+                ));
+            }
+            let mut p = [sys::pollfd(self.raw(), libc::POLLOUT | libc::POLLIN)];
+            sys::poll(&mut p, deadline)?;
+            if p[0].revents & libc::POLLIN != 0 {
+                drain()?;
+            }
+            if p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0
+                && p[0].revents & libc::POLLOUT == 0
+            {
+                drain()?;
+                return Err(Error::new(
+                    Status::VOXSHM_PEER_GONE,
+                    "the peer closed the channel",
+                ));
+            }
+        }
+    }
+
+    /// Receives one message without blocking.
+    pub fn try_recv(&self) -> Result<Recv> {
+        let mut buf = vec![0u8; crate::wire::MAX_MESSAGE_LEN + 1];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for MAX_RECV_FDS fds plus slack for a credentials message.
+        let mut cbuf = [0u64; 32];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let space =
+            unsafe { libc::CMSG_SPACE((MAX_RECV_FDS * mem::size_of::<RawFd>()) as u32) } as usize;
+        debug_assert!(space <= mem::size_of_val(&cbuf));
+        msg.msg_controllen = space as _;
+        let n = loop {
+            // SAFETY: `msg` points at live, writable iovec and control buffers
+            // of the lengths it states.
+            let n = unsafe {
+                libc::recvmsg(
+                    self.raw(),
+                    &mut msg,
+                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(Recv::Empty),
+                Some(libc::ECONNRESET) => return Ok(Recv::Eof),
+                _ => return Err(Error::os("recvmsg", err)),
+            }
+        };
+        let mut fds = Vec::new();
+        // SAFETY: the kernel filled msg_control up to msg_controllen; the
+        // CMSG_* macros walk exactly that range, and each SCM_RIGHTS payload
+        // holds (cmsg_len - CMSG_LEN(0)) / 4 fds that now belong to us.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data_len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    let p = libc::CMSG_DATA(c).cast::<RawFd>();
+                    for i in 0..data_len / mem::size_of::<RawFd>() {
+                        let fd = std::ptr::read_unaligned(p.add(i));
+                        if fd >= 0 {
+                            fds.push(OwnedFd::from_raw_fd(fd));
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if n == 0
+            && fds.is_empty()
+            && self.kind == Kind::SeqPacket
+            && msg.msg_flags & libc::MSG_CTRUNC == 0
+        {
+            return Ok(Recv::Eof);
+        }
+        buf.truncate(n);
+        Ok(Recv::Msg(Message {
+            bytes: buf,
+            fds,
+            ctrunc: msg.msg_flags & libc::MSG_CTRUNC != 0,
+            trunc: msg.msg_flags & libc::MSG_TRUNC != 0 || n > crate::wire::MAX_MESSAGE_LEN,
+        }))
+    }
+}
+
+/// A listening `SOCK_SEQPACKET` socket on a filesystem path or an abstract
+/// name (`@name`), so two unrelated processes can meet.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+    path: Option<CString>,
+}
+
+impl Listener {
+    /// Binds and listens. A filesystem path must not exist yet; it is
+    /// removed again when the listener is dropped.
+    pub fn bind(path: &str) -> Result<Listener> {
+        let (addr, len) = sockaddr(path)?;
+        // Non-blocking, so `accept` can wait with poll() and a deadline.
+        let fd = new_socket(libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)?;
+        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(Error::last_os(&format!("bind({path})")));
+        }
+        // SAFETY: listen takes no pointers.
+        if unsafe { libc::listen(fd.as_raw_fd(), 16) } != 0 {
+            return Err(Error::last_os("listen"));
+        }
+        let path = if path.starts_with('@') {
+            None
+        } else {
+            CString::new(path).ok()
+        };
+        Ok(Listener { fd, path })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Accepts one connection, waiting up to `deadline`.
+    pub fn accept(&self, deadline: Deadline) -> Result<Channel> {
+        loop {
+            // SAFETY: NULL address pointers are allowed by accept4.
+            let fd = unsafe {
+                libc::accept4(
+                    self.raw(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: accept4 just returned this fd; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                return Ok(Channel {
+                    fd,
+                    kind: Kind::SeqPacket,
+                });
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR | libc::ECONNABORTED) => continue,
+                Some(libc::EAGAIN) => {
+                    if deadline.expired() {
+                        return Err(Error::new(
+                            Status::VOXSHM_TIMEOUT,
+                            "no connection arrived before the timeout",
+                        ));
+                    }
+                    let mut p = [sys::pollfd(self.raw(), libc::POLLIN)];
+                    sys::poll(&mut p, deadline)?;
+                }
+                _ => return Err(Error::os("accept4", err)),
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            // SAFETY: `p` is a valid NUL-terminated path.
+            unsafe { libc::unlink(p.as_ptr()) };
+        }
+    }
+}

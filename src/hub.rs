@@ -1,0 +1,90 @@
+//! The waiting machinery shared by the registry and the attachments.
+//!
+//! A handle's state lives behind one mutex. A thread that must wait for
+//! the peer releases the mutex and sleeps in `poll()` on the channel fd and
+//! a wake-up eventfd; only one thread polls at a time, the others sleep on a
+//! condition variable. Whoever changes the state under the mutex calls
+//! `notify`, which wakes both kinds of sleeper, so no wake-up is lost and no
+//! thread ever sleeps in a loop.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::channel::Channel;
+use crate::error::Result;
+use crate::sys::{self, Deadline, Wake};
+
+pub struct Hub<T> {
+    m: Mutex<Slot<T>>,
+    cv: Condvar,
+    wake: Wake,
+    pub chan: Channel,
+}
+
+pub struct Slot<T> {
+    polling: bool,
+    pub s: T,
+}
+
+pub type Guard<'a, T> = MutexGuard<'a, Slot<T>>;
+
+impl<T> Hub<T> {
+    pub fn new(chan: Channel, state: T) -> Result<Hub<T>> {
+        Ok(Hub {
+            m: Mutex::new(Slot {
+                polling: false,
+                s: state,
+            }),
+            cv: Condvar::new(),
+            wake: Wake::new()?,
+            chan,
+        })
+    }
+
+    /// Locks the state. A panic in another thread does not make the state
+    /// unusable: every mutation keeps it consistent before it can panic.
+    pub fn lock(&self) -> Guard<'_, T> {
+        self.m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes every thread waiting on this handle so it re-checks the state.
+    pub fn notify(&self, g: &Guard<'_, T>) {
+        self.cv.notify_all();
+        if g.polling {
+            self.wake.signal();
+        }
+    }
+
+    /// Sleeps until the channel is readable, the state changes, or the
+    /// deadline passes. The caller re-checks its condition afterwards.
+    pub fn wait<'a>(&'a self, mut g: Guard<'a, T>, deadline: Deadline) -> Result<Guard<'a, T>> {
+        if deadline.expired() {
+            return Ok(g);
+        }
+        if !g.polling {
+            g.polling = true;
+            drop(g);
+            let mut p = [
+                sys::pollfd(self.chan.raw(), libc::POLLIN),
+                sys::pollfd(self.wake.raw(), libc::POLLIN),
+            ];
+            let r = sys::poll(&mut p, deadline);
+            self.wake.clear();
+            let mut g = self.lock();
+            g.polling = false;
+            // Another waiter may take over polling.
+            self.cv.notify_all();
+            r?;
+            Ok(g)
+        } else {
+            Ok(match deadline.remaining() {
+                None => self.cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    self.cv
+                        .wait_timeout(g, d)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! voxshm: zero-copy payload passing between two processes on one Linux
+//! machine, over sealed memfd regions and a Unix-socket control channel.
+//!
+//! The Rust core lives in the modules below; the C ABI is in [`ffi`].
+
+pub mod attachments;
+pub mod channel;
+pub mod error;
+mod freelist;
+mod hub;
+pub mod region;
+pub mod registry;
+pub mod sys;
+pub mod wire;
+
+pub use attachments::{Attachments, AttachmentsOptions, AttachmentsStats, View};
+pub use channel::{Channel, Kind, Listener};
+pub use error::{Error, Result, Status};
+pub use region::Limits;
+pub use registry::{Allocation, Registry, RegistryOptions, RegistryStats};
+pub use wire::Ref;

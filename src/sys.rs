@@ -1,0 +1,171 @@
+//! Thin, checked wrappers over the system calls the core needs.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// When a wait must end. Built from a millisecond timeout where 0 means
+/// "do not wait" and a negative value means "wait forever".
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub fn after_ms(ms: i64) -> Deadline {
+        if ms < 0 {
+            Deadline(None)
+        } else {
+            Deadline(Some(Instant::now() + Duration::from_millis(ms as u64)))
+        }
+    }
+
+    pub fn now() -> Deadline {
+        Deadline(Some(Instant::now()))
+    }
+
+    pub fn expired(&self) -> bool {
+        matches!(self.0, Some(t) if Instant::now() >= t)
+    }
+
+    /// Remaining time as a `poll()` timeout: -1 for forever, else
+    /// milliseconds rounded up so a wait never ends early.
+    pub fn poll_ms(&self) -> i32 {
+        match self.0 {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                let ms = left.as_micros().div_ceil(1000);
+                ms.min(i32::MAX as u128) as i32
+            }
+        }
+    }
+
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// `poll()` on a set of fds, retrying on EINTR with the remaining time.
+/// Returns the revents of each entry.
+pub fn poll(fds: &mut [libc::pollfd], deadline: Deadline) -> Result<usize> {
+    loop {
+        for p in fds.iter_mut() {
+            p.revents = 0;
+        }
+        // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd and
+        // its length is passed alongside the pointer.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                deadline.poll_ms(),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::os("poll", err));
+        }
+        if deadline.expired() {
+            return Ok(0);
+        }
+    }
+}
+
+pub fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// A wake-up fd: one thread can sleep in `poll()` on it while another
+/// signals it.
+#[derive(Debug)]
+pub struct Wake {
+    fd: OwnedFd,
+}
+
+impl Wake {
+    pub fn new() -> Result<Wake> {
+        // SAFETY: eventfd takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::last_os("eventfd"));
+        }
+        // SAFETY: eventfd just returned this fd and nothing else owns it.
+        Ok(Wake {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64. A full counter (EAGAIN)
+        // already means "signalled", so the result can be ignored.
+        unsafe { libc::write(self.raw(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; EAGAIN means it was
+        // already clear.
+        unsafe { libc::read(self.raw(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+/// Number of fds open in this process (entries of /proc/self/fd).
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count().saturating_sub(1)) // the directory's own fd
+        .unwrap_or(0)
+}
+
+/// Minor page faults this process has taken (`getrusage`).
+pub fn minor_faults() -> u64 {
+    // SAFETY: rusage is plain old data; zeroed is a valid value and
+    // getrusage fills it in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_minflt as u64
+}
+
+/// `fstat` an fd.
+pub fn fstat(fd: RawFd) -> Result<libc::stat> {
+    // SAFETY: stat is plain old data; zeroed is valid and fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid and writable; a bad fd makes fstat fail, not UB.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    Ok(st)
+}
+
+/// The seals on an fd, or 0 if the file does not support sealing.
+pub fn get_seals(fd: RawFd) -> i32 {
+    // SAFETY: F_GET_SEALS takes no pointer argument.
+    let s = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    s.max(0)
+}
+
+/// Page size of this machine.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes no pointers.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+pub fn round_up(v: u64, to: u64) -> Option<u64> {
+    v.checked_add(to - 1).map(|x| x / to * to)
+}
