@@ -800,7 +800,8 @@ impl Registry {
     }
 
     /// Waits up to `timeout_ms` until no lease is outstanding (every
-    /// published payload was released) or the receiver is gone.
+    /// published payload was released) and no retirement awaits its
+    /// acknowledgement, or the receiver is gone.
     pub fn wait_idle(&self, timeout_ms: i64) -> Result<()> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
@@ -808,7 +809,7 @@ impl Registry {
             if self.pump(&mut g.s)? {
                 self.hub.notify(&g);
             }
-            if g.s.live_leases == 0 {
+            if g.s.live_leases == 0 && !g.s.regions.values().any(|r| r.retiring) {
                 return Ok(());
             }
             check_usable(&g.s)?;
