@@ -6,6 +6,7 @@
 pub mod attachments;
 pub mod channel;
 pub mod error;
+pub mod ffi;
 mod freelist;
 mod hub;
 pub mod region;

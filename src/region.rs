@@ -77,6 +77,8 @@ fn tempfile() -> Result<OwnedFd> {
     Ok(fd)
 }
 
+// A region or mapping is never empty, so `is_empty` would be meaningless.
+#[allow(clippy::len_without_is_empty)]
 impl Region {
     /// Creates, sizes, maps and seals a region of `len` bytes. Space is
     /// reserved with `fallocate`, so a full tmpfs or memory limit is an
@@ -181,6 +183,7 @@ pub struct Mapping {
     map: MmapRaw,
 }
 
+#[allow(clippy::len_without_is_empty)]
 impl Mapping {
     /// Validates an ATTACH's fd and maps it read-only. `mappings` and
     /// `mapped_bytes` are what the receiver holds already. The fd is closed

@@ -1,0 +1,712 @@
+/*
+ * voxshm: zero-copy payload passing between two processes on one Linux
+ * machine. This header is generated from the Rust sources by cbindgen; do
+ * not edit it by hand (regenerate with: VOXSHM_UPDATE_HEADER=1 cargo build).
+ *
+ * Conventions: every fallible function returns a voxshm_status (0 = OK) and
+ * writes its out-parameters only on success; voxshm_last_error() describes
+ * the last failure on the calling thread. Handles are safe to use from
+ * several threads. Timeouts are in milliseconds: 0 = do not wait,
+ * negative = wait forever. Do not dlclose() the library.
+ */
+
+#ifndef VOXSHM_H
+#define VOXSHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Version of the C ABI described by this header. `voxshm_abi_version()`
+ * returns the library's; a `dlopen` user compares the two and refuses a
+ * library whose number differs.
+ */
+#define VOXSHM_ABI_VERSION 1
+
+/**
+ * Length of an encoded MMAP_REF frame.
+ */
+#define VOXSHM_REF_FRAME_LEN 32
+
+/**
+ * Registry option flag: talk to a vox-shm receiver. No extension
+ * messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
+ * (a vox receiver maps them read-write), `voxshm_registry_send` is
+ * unavailable, and leases never come back.
+ */
+#define VOXSHM_REGISTRY_VOX_COMPAT 1
+
+/**
+ * Registry option flag: back regions with unlinked temp files instead of
+ * memfds (they cannot be sealed; the receiver must accept unsealed
+ * regions).
+ */
+#define VOXSHM_REGISTRY_FORCE_TEMPFILE 2
+
+/**
+ * Attachments option flag: accept regions without `F_SEAL_SHRINK |
+ * F_SEAL_GROW` (what a vox sender sends). Such a sender could shrink the
+ * file under the receiver, which then dies of SIGBUS on access.
+ */
+#define VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED 1
+
+/**
+ * Attachments option flag: talk to a vox-shm sender: send no HELLO and no
+ * RELEASE; implies accepting unsealed regions.
+ */
+#define VOXSHM_ATTACHMENTS_VOX_COMPAT 2
+
+/**
+ * Outcome of a voxshm call. The numbers are part of the ABI: they are
+ * never changed and never reused.
+ */
+typedef enum voxshm_status {
+  /**
+   * Success.
+   */
+  VOXSHM_OK = 0,
+  /**
+   * A required pointer was NULL, an options struct was malformed, or an
+   * argument was out of its documented range.
+   */
+  VOXSHM_INVALID_ARGUMENT = 1,
+  /**
+   * A length of zero was given where a payload length is required.
+   */
+  VOXSHM_ZERO_LENGTH = 2,
+  /**
+   * A length larger than can ever be satisfied (more than 4 GiB - 1, more
+   * than the sender's budget, or more than the allocation being published).
+   */
+  VOXSHM_TOO_LARGE = 3,
+  /**
+   * The sender's budget stayed exhausted until the timeout expired.
+   */
+  VOXSHM_NO_SPACE = 4,
+  /**
+   * Nothing arrived before the timeout expired (with a timeout of 0:
+   * nothing was ready).
+   */
+  VOXSHM_TIMEOUT = 5,
+  /**
+   * The peer closed the channel or died.
+   */
+  VOXSHM_PEER_GONE = 6,
+  /**
+   * The peer sent a malformed message; the channel is poisoned and every
+   * later call on it fails with this status.
+   */
+  VOXSHM_PROTOCOL = 7,
+  /**
+   * A reference names a map_id this receiver has never been sent.
+   */
+  VOXSHM_UNKNOWN_MAP = 8,
+  /**
+   * A reference names a known map_id but an older generation.
+   */
+  VOXSHM_STALE_GENERATION = 9,
+  /**
+   * map_offset + payload_len overflows.
+   */
+  VOXSHM_REF_OVERFLOW = 10,
+  /**
+   * map_offset + payload_len lies beyond the end of the mapping.
+   */
+  VOXSHM_OUT_OF_BOUNDS = 11,
+  /**
+   * An ATTACH carried an fd that is not a regular file.
+   */
+  VOXSHM_NOT_REGULAR_FILE = 12,
+  /**
+   * An ATTACH carried a file smaller than its mapping_length.
+   */
+  VOXSHM_FILE_TOO_SHORT = 13,
+  /**
+   * An ATTACH carried a file without the SHRINK and GROW seals and the
+   * receiver does not accept unsealed regions.
+   */
+  VOXSHM_NOT_SEALED = 14,
+  /**
+   * Mapping the region would exceed the receiver's maximum number of
+   * mappings.
+   */
+  VOXSHM_TOO_MANY_MAPPINGS = 15,
+  /**
+   * Mapping the region would exceed the receiver's maximum total of
+   * mapped bytes.
+   */
+  VOXSHM_MAPPED_BYTES_LIMIT = 16,
+  /**
+   * The region is larger than the receiver's maximum single mapping.
+   */
+  VOXSHM_MAPPING_TOO_LARGE = 17,
+  /**
+   * An ATTACH arrived for a map_id that is already mapped.
+   */
+  VOXSHM_DUPLICATE_ATTACH = 18,
+  /**
+   * The allocation is unknown to this registry, was already published,
+   * or was already aborted.
+   */
+  VOXSHM_INVALID_ALLOCATION = 19,
+  /**
+   * The view is unknown to these attachments or was already released.
+   */
+  VOXSHM_INVALID_VIEW = 20,
+  /**
+   * A system call failed; the message names it and the errno.
+   */
+  VOXSHM_IO = 21,
+  /**
+   * The system is out of a resource: memory, file descriptors, or space
+   * for shared memory.
+   */
+  VOXSHM_RESOURCE_EXHAUSTED = 22,
+  /**
+   * A bug in voxshm (a caught panic). Please report it.
+   */
+  VOXSHM_INTERNAL = 23,
+  /**
+   * The operation is not available in this mode (for example sending a
+   * reference over the channel to a vox peer that speaks no extension).
+   */
+  VOXSHM_UNSUPPORTED = 24,
+  /**
+   * A 32-byte MMAP_REF frame failed to decode.
+   */
+  VOXSHM_BAD_FRAME = 25,
+  /**
+   * The peer speaks a protocol version this library does not.
+   */
+  VOXSHM_VERSION_MISMATCH = 26,
+} voxshm_status;
+
+/**
+ * The receiver's side: maps the sender's regions read-only and turns
+ * references into views. Create with `voxshm_attachments_new`, end with
+ * `voxshm_attachments_free`. Safe to use from several threads at once.
+ */
+typedef struct voxshm_attachments voxshm_attachments;
+
+/**
+ * A listening socket on a path, for two unrelated processes to meet.
+ */
+typedef struct voxshm_listener voxshm_listener;
+
+/**
+ * The sender's side: owns regions, hands out payload space, sends
+ * references. Create with `voxshm_registry_new`, end with
+ * `voxshm_registry_free`. Safe to use from several threads at once.
+ */
+typedef struct voxshm_registry voxshm_registry;
+
+/**
+ * A log callback: `level` is a `voxshm_log_level`, `target` the module
+ * that logged, `message` the text with its fields. Both strings are valid
+ * only during the call. The callback runs on the thread that logged,
+ * possibly while a voxshm handle is locked: it must not call voxshm.
+ */
+typedef void (*voxshm_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
+
+/**
+ * A reference to a published payload: `payload_len` bytes at
+ * `map_offset` in region (`map_id`, `map_generation`).
+ */
+typedef struct voxshm_ref {
+  uint32_t map_id;
+  uint32_t map_generation;
+  uint64_t map_offset;
+  uint32_t payload_len;
+  /**
+   * Always zero.
+   */
+  uint32_t reserved;
+} voxshm_ref;
+
+/**
+ * Sender options. Fill with `voxshm_registry_options_init`, then change
+ * fields. `struct_size` must stay as init set it.
+ */
+typedef struct voxshm_registry_options {
+  /**
+   * `sizeof(voxshm_registry_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Bytes in a new region (default 64 MiB; rounded up to whole pages). A
+   * payload larger than this gets a region of its own.
+   */
+  uint64_t region_size;
+  /**
+   * Most bytes of regions held at once (default 1 GiB). When it is
+   * exhausted, alloc waits for releases, then fails with
+   * `VOXSHM_NO_SPACE`.
+   */
+  uint64_t budget;
+  /**
+   * Bytes of idle regions kept mapped for reuse (default 64 MiB); idle
+   * regions beyond this are retired.
+   */
+  uint64_t keep_warm;
+  /**
+   * How long `voxshm_registry_send` and region creation wait for room in
+   * the channel and for the receiver's HELLO (default 10000 ms; negative:
+   * forever).
+   */
+  int64_t send_timeout_ms;
+  /**
+   * `VOXSHM_REGISTRY_*` flags (default 0).
+   */
+  uint32_t flags;
+} voxshm_registry_options;
+
+/**
+ * Payload space from `voxshm_registry_alloc`: `capacity` writable bytes at
+ * `data`, owned by the caller until it is published, sent or aborted. The
+ * other fields identify it to the registry; do not change them.
+ */
+typedef struct voxshm_allocation {
+  uint8_t *data;
+  size_t capacity;
+  uint32_t map_id;
+  uint32_t map_generation;
+  uint64_t map_offset;
+  uint64_t token;
+} voxshm_allocation;
+
+/**
+ * Counters and limits of a registry. Set `struct_size` to
+ * `sizeof(voxshm_registry_stats)` before calling `voxshm_registry_get_stats`.
+ */
+typedef struct voxshm_registry_stats {
+  size_t struct_size;
+  /**
+   * Regions currently held (mapped, with their fd open).
+   */
+  uint64_t regions;
+  /**
+   * Bytes of those regions.
+   */
+  uint64_t mapped_bytes;
+  /**
+   * The configured budget and keep-warm amount.
+   */
+  uint64_t budget;
+  uint64_t keep_warm;
+  /**
+   * Published payloads the receiver has not released yet.
+   */
+  uint64_t live_leases;
+  /**
+   * Allocations neither published nor aborted.
+   */
+  uint64_t allocations;
+  /**
+   * File descriptors this registry holds.
+   */
+  uint64_t open_fds;
+  uint64_t messages_sent;
+  uint64_t bytes_sent;
+  uint64_t messages_received;
+  uint64_t bytes_received;
+  uint64_t regions_created;
+  uint64_t regions_retired;
+  uint64_t payloads_published;
+  uint64_t payload_bytes_published;
+  /**
+   * Minor page faults of the whole process so far (`getrusage`).
+   */
+  uint64_t minor_faults;
+} voxshm_registry_stats;
+
+/**
+ * Receiver options. Fill with `voxshm_attachments_options_init`, then
+ * change fields. `struct_size` must stay as init set it.
+ */
+typedef struct voxshm_attachments_options {
+  /**
+   * `sizeof(voxshm_attachments_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Most regions mapped at once (default 1024).
+   */
+  uint32_t max_mappings;
+  /**
+   * `VOXSHM_ATTACHMENTS_*` flags (default 0).
+   */
+  uint32_t flags;
+  /**
+   * Most bytes mapped at once (default 16 GiB).
+   */
+  uint64_t max_mapped_bytes;
+  /**
+   * Largest single region accepted (default 4 GiB).
+   */
+  uint64_t max_single_mapping;
+  /**
+   * How long a release waits for room in a full channel before it is
+   * kept and sent by a later call (default 10000 ms).
+   */
+  int64_t send_timeout_ms;
+} voxshm_attachments_options;
+
+/**
+ * A received payload: `len` read-only bytes at `data`, valid until the
+ * view is passed to `voxshm_attachments_release` (even if the sender dies
+ * meanwhile). The sender's process may still write these bytes: copy or
+ * validate before trusting them.
+ */
+typedef struct voxshm_view {
+  const uint8_t *data;
+  size_t len;
+  /**
+   * The reference this view was resolved from.
+   */
+  struct voxshm_ref reference;
+} voxshm_view;
+
+/**
+ * Counters and limits of an attachments handle. Set `struct_size` to
+ * `sizeof(voxshm_attachments_stats)` before calling
+ * `voxshm_attachments_stats`.
+ */
+typedef struct voxshm_attachments_stats {
+  size_t struct_size;
+  /**
+   * Regions currently mapped, and their bytes.
+   */
+  uint64_t mappings;
+  uint64_t mapped_bytes;
+  /**
+   * The configured limits.
+   */
+  uint64_t max_mappings;
+  uint64_t max_mapped_bytes;
+  uint64_t max_single_mapping;
+  /**
+   * Views resolved and not yet released.
+   */
+  uint64_t live_views;
+  /**
+   * References received over the channel and not yet taken by recv.
+   */
+  uint64_t queued_refs;
+  /**
+   * Releases waiting for room in the channel.
+   */
+  uint64_t pending_releases;
+  /**
+   * File descriptors this handle holds (region fds are closed as soon as
+   * they are mapped).
+   */
+  uint64_t open_fds;
+  uint64_t messages_sent;
+  uint64_t bytes_sent;
+  uint64_t messages_received;
+  uint64_t bytes_received;
+  uint64_t attaches_received;
+  uint64_t attaches_rejected;
+  uint64_t refs_received;
+  uint64_t releases_sent;
+  uint64_t regions_retired;
+  /**
+   * Minor page faults of the whole process so far (`getrusage`).
+   */
+  uint64_t minor_faults;
+} voxshm_attachments_stats;
+
+
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The package version, e.g. "0.1.0". Static storage; never free it.
+ */
+const char *voxshm_version(void);
+
+/**
+ * The library's ABI version; compare with `VOXSHM_ABI_VERSION`.
+ */
+uint32_t voxshm_abi_version(void);
+
+/**
+ * The name of a status, e.g. "VOXSHM_PEER_GONE", or "VOXSHM_UNKNOWN_STATUS"
+ * for a number that is not a status. Static storage; never free it.
+ */
+const char *voxshm_status_name(int status);
+
+/**
+ * A human-readable message about the last failure of a voxshm call on this
+ * thread ("" if none has failed). The string belongs to the library and
+ * stays valid until the next failing voxshm call on this thread; copy it
+ * to keep it. Successful calls do not change it.
+ */
+const char *voxshm_last_error(void);
+
+/**
+ * Sends the library's log messages up to `max_level` to `callback` (with
+ * `user_data`), or, with a NULL callback, back to the default: silent,
+ * unless the `VOXSHM_LOG` environment variable names a level (error, warn,
+ * info, debug, trace), in which case they go to stderr.
+ * Returns `VOXSHM_INVALID_ARGUMENT` for a level outside 0..=5.
+ */
+enum voxshm_status voxshm_set_log_callback(voxshm_log_fn callback, void *user_data, int max_level);
+
+/**
+ * Creates a connected `AF_UNIX` `SOCK_SEQPACKET` pair (close-on-exec) and
+ * writes its two fds to `fds[0]` and `fds[1]`; both are the caller's. Give
+ * one to the sender (`voxshm_registry_new`) and the other to the receiver,
+ * typically in a child process (clear `FD_CLOEXEC` or `dup2` it before
+ * `exec`). Returns `VOXSHM_INVALID_ARGUMENT` (NULL `fds`),
+ * `VOXSHM_RESOURCE_EXHAUSTED` or `VOXSHM_IO`.
+ */
+enum voxshm_status voxshm_channel_pair(int *fds);
+
+/**
+ * Like `voxshm_channel_pair`, but `SOCK_DGRAM`, the socket type a vox-shm
+ * peer creates. A datagram pair reports no hang-up when the peer dies, so
+ * prefer `voxshm_channel_pair`.
+ */
+enum voxshm_status voxshm_channel_pair_dgram(int *fds);
+
+/**
+ * Listens on `path`: a filesystem path (which must not exist yet; it is
+ * removed by `voxshm_listener_free`) or `@name` for a Linux abstract
+ * socket name. On success `*out` is a new listener the caller frees.
+ * Returns `VOXSHM_INVALID_ARGUMENT` (NULL or over-long path), `VOXSHM_IO`
+ * (e.g. the path exists: the message says so).
+ */
+enum voxshm_status voxshm_listener_new(const char *path, struct voxshm_listener **out_listener);
+
+/**
+ * Waits up to `timeout_ms` (0: do not wait; negative: forever) for a
+ * connection and writes its fd to `*out_fd`; the fd is the caller's (pass
+ * it to `voxshm_registry_new` or `voxshm_attachments_new`). Returns
+ * `VOXSHM_TIMEOUT` when nobody connected in time.
+ */
+enum voxshm_status voxshm_listener_accept(const struct voxshm_listener *listener, int64_t timeout_ms, int *out_fd);
+
+/**
+ * The listening socket's fd, for poll/epoll (readable when a connection
+ * waits); -1 for NULL. The fd stays the listener's: do not close it.
+ */
+int voxshm_listener_fd(const struct voxshm_listener *listener);
+
+/**
+ * Closes the listener and removes its filesystem path. NULL is a no-op.
+ */
+void voxshm_listener_free(struct voxshm_listener *listener);
+
+/**
+ * Connects to a listener at `path` (`@name` for an abstract name) and
+ * writes the connected fd to `*out_fd`; it is the caller's. Returns
+ * `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (nobody listens there) or
+ * `VOXSHM_IO`.
+ */
+enum voxshm_status voxshm_connect(const char *path, int *out_fd);
+
+/**
+ * Encodes `ref` as the 32-byte vox MMAP_REF frame into `out` (32 writable
+ * bytes), to carry over a transport of the caller's own.
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL pointers.
+ */
+enum voxshm_status voxshm_ref_encode(const struct voxshm_ref *reference, uint8_t *out_frame);
+
+/**
+ * Decodes an MMAP_REF frame from the `len` bytes at `frame` into `*out`.
+ * Returns `VOXSHM_BAD_FRAME` for a short buffer, wrong total_len, wrong
+ * flags or non-zero reserved bytes; `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_ref_decode(const uint8_t *frame, size_t len, struct voxshm_ref *out_ref);
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_registry_options_init(struct voxshm_registry_options *options);
+
+/**
+ * Creates a registry that sends over the connected socket `fd`.
+ * `options` may be NULL for the defaults. On success the registry owns
+ * `fd` (it is closed by `voxshm_registry_free`) and `*out` is the new
+ * handle; on failure `fd` is still the caller's.
+ * Returns `VOXSHM_INVALID_ARGUMENT` (NULL out, fd not an `AF_UNIX`
+ * `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad options),
+ * `VOXSHM_RESOURCE_EXHAUSTED`.
+ */
+enum voxshm_status voxshm_registry_new(int fd, const struct voxshm_registry_options *options, struct voxshm_registry **out_registry);
+
+/**
+ * Frees the registry: closes its channel (the receiver sees the sender
+ * go) and its regions. Allocations from it become invalid; views the
+ * receiver holds stay readable. NULL is a no-op. No other thread may be
+ * using the registry.
+ */
+void voxshm_registry_free(struct voxshm_registry *registry);
+
+/**
+ * The channel fd, for poll/epoll: readable when the receiver sent
+ * releases or hung up; then call `voxshm_registry_poll`. -1 for NULL. The
+ * fd stays the registry's: do not close or read it.
+ */
+int voxshm_registry_fd(const struct voxshm_registry *registry);
+
+/**
+ * Allocates `len` bytes of payload space (1 ..= 4 GiB - 1) and writes it
+ * to `*out`. When the budget is exhausted it waits up to `timeout_ms` (0:
+ * do not wait; negative: forever) for the receiver to release space.
+ * Returns `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE` (over 4 GiB - 1 or over
+ * the budget), `VOXSHM_NO_SPACE` (budget still exhausted at the timeout),
+ * `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_RESOURCE_EXHAUSTED`
+ * (memfd, fd or memory limits), `VOXSHM_TIMEOUT` (the channel stayed full
+ * while announcing a new region), `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_alloc(const struct voxshm_registry *registry, size_t len, int64_t timeout_ms, struct voxshm_allocation *out_allocation);
+
+/**
+ * Publishes the first `len` bytes of `allocation` and writes their
+ * reference to `*out_ref`, for the caller to carry over a transport of
+ * its own (see `voxshm_ref_encode`). Every write to the payload made
+ * before this call is visible to a receiver that resolves the reference.
+ * The allocation is consumed: do not write it any more. Returns
+ * `VOXSHM_INVALID_ALLOCATION` (unknown, already published or aborted),
+ * `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE` (len > capacity),
+ * `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_publish(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation, size_t len, struct voxshm_ref *out_ref);
+
+/**
+ * Publishes the first `len` bytes of `allocation` and sends the reference
+ * over the channel (the receiver takes it with `voxshm_attachments_recv`),
+ * waiting up to the configured `send_timeout_ms` for the receiver's HELLO
+ * and for room in the channel. On success the allocation is consumed; on
+ * failure it is still the caller's, to send again or abort. Returns the
+ * statuses of `voxshm_registry_publish`, `VOXSHM_TIMEOUT`, and
+ * `VOXSHM_UNSUPPORTED` in vox compatibility mode.
+ */
+enum voxshm_status voxshm_registry_send(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation, size_t len);
+
+/**
+ * `voxshm_registry_send` with its own timeout (0: do not wait; negative:
+ * the configured `send_timeout_ms`).
+ */
+enum voxshm_status voxshm_registry_send_timeout(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation, size_t len, int64_t timeout_ms);
+
+/**
+ * Gives back an allocation that was never published; its space is reused.
+ * Works after the receiver has gone too. Returns
+ * `VOXSHM_INVALID_ALLOCATION` (unknown, published or aborted already),
+ * `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_abort(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation);
+
+/**
+ * Applies whatever the receiver sent (releases, acknowledgements, hang-up)
+ * without waiting. Call it when `voxshm_registry_fd` is readable. Returns
+ * `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_poll(const struct voxshm_registry *registry);
+
+/**
+ * Waits up to `timeout_ms` (0: do not wait; negative: forever) until the
+ * receiver has released every payload and acknowledged every retired
+ * region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (after reclaiming
+ * everything it held), `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_wait_idle(const struct voxshm_registry *registry, int64_t timeout_ms);
+
+/**
+ * Writes the registry's counters and limits to `*out` (whose
+ * `struct_size` the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_registry_get_stats(const struct voxshm_registry *registry, struct voxshm_registry_stats *out_stats);
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_attachments_options_init(struct voxshm_attachments_options *options);
+
+/**
+ * Creates the receiver's side over the connected socket `fd` and says
+ * HELLO to the sender. `options` may be NULL for the defaults. On success
+ * the handle owns `fd` (closed by `voxshm_attachments_free`) and `*out` is
+ * the new handle; on failure `fd` is still the caller's.
+ * Returns `VOXSHM_INVALID_ARGUMENT` (NULL out, fd not an `AF_UNIX`
+ * `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad options),
+ * `VOXSHM_RESOURCE_EXHAUSTED`, `VOXSHM_TIMEOUT` (channel full).
+ */
+enum voxshm_status voxshm_attachments_new(int fd, const struct voxshm_attachments_options *options, struct voxshm_attachments **out_attachments);
+
+/**
+ * Frees the handle: closes the channel (the sender sees the receiver go
+ * and reclaims everything it leased) and unmaps every region. Every view
+ * from it becomes invalid. NULL is a no-op. No other thread may be using
+ * the handle.
+ */
+void voxshm_attachments_free(struct voxshm_attachments *attachments);
+
+/**
+ * The channel fd, for poll/epoll: readable when the sender sent something
+ * or hung up; then call `voxshm_attachments_recv` with timeout 0 or
+ * `voxshm_attachments_poll`. -1 for NULL. The fd stays the handle's: do
+ * not close or read it.
+ */
+int voxshm_attachments_fd(const struct voxshm_attachments *attachments);
+
+/**
+ * Takes the next payload the sender sent with `voxshm_registry_send`,
+ * waiting up to `timeout_ms` (0: do not wait; negative: forever), and
+ * writes its view to `*out`. Release the view when done with it.
+ * Returns `VOXSHM_TIMEOUT` (nothing arrived), `VOXSHM_PEER_GONE` (the
+ * sender is gone and everything it sent was taken), `VOXSHM_PROTOCOL`
+ * (poisoned channel), and, when the call read a region announcement that
+ * failed validation, that failure: `VOXSHM_NOT_REGULAR_FILE`,
+ * `VOXSHM_FILE_TOO_SHORT`, `VOXSHM_NOT_SEALED`,
+ * `VOXSHM_TOO_MANY_MAPPINGS`, `VOXSHM_MAPPED_BYTES_LIMIT`,
+ * `VOXSHM_MAPPING_TOO_LARGE`, `VOXSHM_DUPLICATE_ATTACH`; a reference that
+ * does not resolve returns the `voxshm_attachments_resolve` status and is
+ * handed back to the sender.
+ */
+enum voxshm_status voxshm_attachments_recv(const struct voxshm_attachments *attachments, int64_t timeout_ms, struct voxshm_view *out_view);
+
+/**
+ * Resolves a reference that came over a transport of the caller's own
+ * into a view, waiting up to `timeout_ms` for its region to arrive. Checks
+ * in this order, each with its own status: `VOXSHM_PROTOCOL` (poisoned),
+ * `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_REF_OVERFLOW`,
+ * `VOXSHM_OUT_OF_BOUNDS`. Also returns the ATTACH validation statuses of
+ * `voxshm_attachments_recv`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_resolve(const struct voxshm_attachments *attachments, const struct voxshm_ref *reference, int64_t timeout_ms, struct voxshm_view *out_view);
+
+/**
+ * Releases a view: its bytes must not be read any more. When it was the
+ * last view of its reference the sender gets the space back. Works after
+ * the sender has gone too. Returns `VOXSHM_INVALID_VIEW` (never resolved,
+ * or released already), `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_release(const struct voxshm_attachments *attachments, const struct voxshm_view *view);
+
+/**
+ * Applies whatever the sender sent (regions, references, retirements,
+ * hang-up) without waiting, and sends pending releases. Returns the ATTACH
+ * validation statuses of `voxshm_attachments_recv`, `VOXSHM_PROTOCOL`,
+ * `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_poll(const struct voxshm_attachments *attachments);
+
+/**
+ * Writes the handle's counters and limits to `*out` (whose `struct_size`
+ * the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_get_stats(const struct voxshm_attachments *attachments, struct voxshm_attachments_stats *out_stats);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* VOXSHM_H */

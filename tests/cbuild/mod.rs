@@ -1,0 +1,128 @@
+//! Compiles and runs C and C++ programs against the freshly built
+//! `libvoxshm.so`, with the compiler the `cc` crate picks for this target.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Directory holding `libvoxshm.so` / `libvoxshm.a` of this build
+/// (`target/<profile>`; test binaries live in its `deps/`).
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    let dir = deps.parent().expect("profile dir").to_path_buf();
+    assert!(
+        dir.join("libvoxshm.so").exists(),
+        "libvoxshm.so not found in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Scratch directory for build products of one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = lib_dir().join("ctest-out").join(name);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+fn tool(cpp: bool) -> cc::Tool {
+    let mut b = cc::Build::new();
+    b.cargo_metadata(false)
+        .cpp(cpp)
+        .opt_level(0)
+        .debug(true)
+        .target(env!("VOXSHM_TARGET"))
+        .host(env!("VOXSHM_HOST"));
+    b.get_compiler()
+}
+
+/// How to build a test program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Plain debug build.
+    Plain,
+    /// `-fsanitize=address,undefined`.
+    Sanitized,
+}
+
+/// Whether a source file is C++ (by extension).
+pub fn is_cpp(src: &Path) -> bool {
+    matches!(
+        src.extension().and_then(|e| e.to_str()),
+        Some("cpp" | "cc" | "cxx")
+    )
+}
+
+/// Compiles `srcs` into the executable `out`, linked against
+/// `libvoxshm.so` with an rpath to it. `std` is e.g. "c11" or "c++17".
+pub fn build(srcs: &[PathBuf], out: &Path, std: &str, flavor: Flavor, extra: &[&str]) -> PathBuf {
+    let cpp = srcs.iter().any(|s| is_cpp(s));
+    let t = tool(cpp);
+    let mut cmd = Command::new(t.path());
+    cmd.arg(format!("-std={std}"))
+        .args(["-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("ffi-tests"));
+    if flavor == Flavor::Sanitized {
+        cmd.args([
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+        ]);
+    }
+    cmd.args(extra).args(srcs).arg("-o").arg(out);
+    let lib = lib_dir();
+    cmd.arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lvoxshm");
+    cmd.arg("-ldl");
+    let o = cmd.output().expect("run the C compiler");
+    assert!(
+        o.status.success(),
+        "compiling {:?} failed:\n{}{}",
+        srcs,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.to_path_buf()
+}
+
+/// Compiles one translation unit to an object file only (header checks).
+pub fn compile_only(src: &Path, std: &str, cpp: bool, extra: &[&str]) -> Output {
+    let t = tool(cpp);
+    let obj = src.with_extension("o");
+    Command::new(t.path())
+        .arg(format!("-std={std}"))
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-c"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .args(extra)
+        .arg(src)
+        .arg("-o")
+        .arg(obj)
+        .output()
+        .expect("run the compiler")
+}
+
+/// Runs a built program and asserts it exits 0, showing its output if not.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("run test program");
+    assert!(
+        o.status.success(),
+        "{:?} failed with {}:\n--- stdout\n{}\n--- stderr\n{}",
+        cmd,
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
