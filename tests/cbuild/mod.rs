@@ -24,6 +24,30 @@ pub fn lib_dir() -> PathBuf {
     dir
 }
 
+/// A directory where `libvoxshm.so.0` (the SONAME programs record) and
+/// `libvoxshm.so` are symlinks to the library cargo just built.
+pub fn soname_dir() -> PathBuf {
+    let lib = lib_dir().join("libvoxshm.so");
+    let dir = lib_dir().join("ctest-out").join("lib");
+    std::fs::create_dir_all(&dir).expect("create lib dir");
+    for name in ["libvoxshm.so", "libvoxshm.so.0"] {
+        let link = dir.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(lib.as_path()) {
+            // Tests run in parallel: make the link under a unique name and
+            // rename it into place, which is atomic.
+            let tmp = dir.join(format!(
+                "{name}.{}.{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&lib, &tmp).expect("symlink");
+            std::fs::rename(&tmp, &link).expect("rename symlink");
+        }
+    }
+    dir
+}
+
 /// Scratch directory for build products of one test.
 pub fn scratch(name: &str) -> PathBuf {
     let d = lib_dir().join("ctest-out").join(name);
@@ -79,7 +103,7 @@ pub fn build(srcs: &[PathBuf], out: &Path, std: &str, flavor: Flavor, extra: &[&
         ]);
     }
     cmd.args(extra).args(srcs).arg("-o").arg(out);
-    let lib = lib_dir();
+    let lib = soname_dir();
     cmd.arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
