@@ -634,31 +634,30 @@ impl Attachments {
             }
         }
         self.flush(st);
-        if !st.pending_release.is_empty() {
-            // The channel is full: wait for room while reading what the
-            // sender sends meanwhile.
-            let b = Ext::Release(
-                st.pending_release[..st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES)]
-                    .to_vec(),
-            )
-            .encode();
-            let n = st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES);
-            let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
-            let sent = self
-                .hub
-                .chan
-                .send(&b, None, deadline, || self.pump_into_queue(st));
-            if sent.is_ok() {
-                Self::count_sent(st, b.len());
-                st.stats.releases_sent += n as u64;
-                st.pending_release.drain(..n);
-                self.flush(st);
-            } else {
-                warn!(
-                    pending = st.pending_release.len(),
-                    "release kept pending: channel full"
-                );
+        // A full channel: wait for room while reading what the sender sends
+        // meanwhile (so neither side blocks the other), flushing as it frees.
+        let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
+        while !st.pending_release.is_empty() && !st.peer_gone && !deadline.expired() {
+            let mut p = [sys::pollfd(
+                self.hub.chan.raw(),
+                libc::POLLOUT | libc::POLLIN,
+            )];
+            if sys::poll(&mut p, deadline).is_err() {
+                break;
             }
+            if p[0].revents & (libc::POLLIN | libc::POLLHUP) != 0
+                && self.pump_into_queue(st).is_err()
+            {
+                // Poisoned: nothing more is read or sent on this channel.
+                break;
+            }
+            self.flush(st);
+        }
+        if !st.pending_release.is_empty() && !st.peer_gone {
+            warn!(
+                pending = st.pending_release.len(),
+                "releases kept pending: the channel stayed full"
+            );
         }
         self.hub.notify(&g);
         Ok(())

@@ -796,7 +796,10 @@ impl Registry {
         if self.pump(&mut g.s)? {
             self.hub.notify(&g);
         }
-        check_usable(&g.s)
+        check_usable(&g.s)?;
+        // Retirements that found the channel full are retried here.
+        self.retire_idle(&mut g.s, self.opts.keep_warm);
+        Ok(())
     }
 
     /// Waits up to `timeout_ms` until no lease is outstanding (every
@@ -809,6 +812,7 @@ impl Registry {
             if self.pump(&mut g.s)? {
                 self.hub.notify(&g);
             }
+            self.retire_idle(&mut g.s, self.opts.keep_warm);
             if g.s.live_leases == 0 && !g.s.regions.values().any(|r| r.retiring) {
                 return Ok(());
             }

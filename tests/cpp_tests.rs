@@ -58,10 +58,21 @@ fn cpp_wrapper_under_valgrind() {
     }
     let dir = cbuild::scratch("cpp");
     let src = cbuild::root().join("ffi-tests/test_cpp_wrapper.cpp");
-    let exe = cbuild::build(&[src], &dir.join("test_cpp_wrapper_vg"), "c++17", Flavor::Plain, &[]);
+    let exe = cbuild::build(
+        &[src],
+        &dir.join("test_cpp_wrapper_vg"),
+        "c++17",
+        Flavor::Plain,
+        &[],
+    );
     cbuild::run_ok(
         Command::new("valgrind")
-            .args(["--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=1"])
+            .args([
+                "--quiet",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "--error-exitcode=1",
+            ])
             .arg(&exe),
     );
 }
