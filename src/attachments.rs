@@ -94,6 +94,9 @@ impl Mapped {
 
 struct State {
     maps: HashMap<u32, Mapped>,
+    /// Newest generation of each map_id that was retired and unmapped, so
+    /// a late reference to it is reported stale rather than unknown.
+    retired: HashMap<u32, u32>,
     mapped_bytes: u64,
     queue: VecDeque<Ref>,
     pending_release: Vec<Ref>,
@@ -127,6 +130,7 @@ impl Attachments {
         }
         let st = State {
             maps: HashMap::new(),
+            retired: HashMap::new(),
             mapped_bytes: 0,
             queue: VecDeque::new(),
             pending_release: Vec::new(),
@@ -337,6 +341,7 @@ impl Attachments {
                                 st.mapped_bytes -= m.map.len();
                             }
                             st.stats.regions_retired += 1;
+                            st.retired.insert(map_id, map_generation);
                             debug!(map_id, generation = map_generation, "RETIRE: unmapped");
                             st.pending_acks.push(ack);
                         } else {
@@ -451,12 +456,21 @@ impl Attachments {
     /// Checks a reference against the mappings, in the documented order.
     fn check(&self, st: &State, r: &Ref) -> Result<*const u8> {
         Self::check_poisoned(st)?;
-        let m = st.maps.get(&r.map_id).ok_or_else(|| {
-            Error::new(
-                Status::VOXSHM_UNKNOWN_MAP,
-                format!("map_id {} is not attached", r.map_id),
-            )
-        })?;
+        let Some(m) = st.maps.get(&r.map_id) else {
+            return Err(match st.retired.get(&r.map_id) {
+                Some(&g) if r.map_generation <= g => Error::new(
+                    Status::VOXSHM_STALE_GENERATION,
+                    format!(
+                        "map_id {} generation {} was retired",
+                        r.map_id, r.map_generation
+                    ),
+                ),
+                _ => Error::new(
+                    Status::VOXSHM_UNKNOWN_MAP,
+                    format!("map_id {} is not attached", r.map_id),
+                ),
+            });
+        };
         if r.map_generation < m.generation {
             return Err(Error::new(
                 Status::VOXSHM_STALE_GENERATION,
@@ -626,6 +640,7 @@ impl Attachments {
             }
             if retired && !st.peer_gone {
                 st.stats.regions_retired += 1;
+                st.retired.insert(r.map_id, r.map_generation);
                 st.pending_acks.push(Ext::RetireAck {
                     map_id: r.map_id,
                     map_generation: r.map_generation,

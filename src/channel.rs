@@ -283,7 +283,7 @@ impl Channel {
 
     /// Receives one message without blocking.
     pub fn try_recv(&self) -> Result<Recv> {
-        let mut buf = vec![0u8; crate::wire::MAX_MESSAGE_LEN + 1];
+        let mut buf = [0u8; crate::wire::MAX_MESSAGE_LEN + 1];
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -348,9 +348,8 @@ impl Channel {
         {
             return Ok(Recv::Eof);
         }
-        buf.truncate(n);
         Ok(Recv::Msg(Message {
-            bytes: buf,
+            bytes: buf[..n.min(buf.len())].to_vec(),
             fds,
             ctrunc: msg.msg_flags & libc::MSG_CTRUNC != 0,
             trunc: msg.msg_flags & libc::MSG_TRUNC != 0 || n > crate::wire::MAX_MESSAGE_LEN,

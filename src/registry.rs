@@ -156,7 +156,10 @@ impl Registry {
             ));
         }
         let opts = RegistryOptions {
-            region_size: sys::round_up(opts.region_size, sys::page_size()).unwrap_or(u64::MAX),
+            // A region never exceeds the budget; payloads larger than a
+            // region still get one of their own.
+            region_size: sys::round_up(opts.region_size.min(opts.budget), sys::page_size())
+                .unwrap_or(u64::MAX),
             ..opts
         };
         let st = State {
