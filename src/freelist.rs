@@ -117,7 +117,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 || live.is_empty() {
+            if !x.is_multiple_of(3) || live.is_empty() {
                 let len = (x >> 20) % 8192 + 1;
                 if let Some(off) = f.alloc(len) {
                     for &(o, l) in &live {

@@ -152,6 +152,11 @@ impl Region {
         self.len
     }
 
+    /// Always false: a region is never created empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn backing(&self) -> Backing {
         self.backing
     }
@@ -269,5 +274,10 @@ impl Mapping {
 
     pub fn len(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// Always false: a zero mapping_length is rejected before mapping.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
     }
 }
