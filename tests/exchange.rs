@@ -161,19 +161,6 @@ fn cross_process_exchange_of_2000_payloads_up_to_64_mib() {
     assert_eq!(fd_count(), before);
 }
 
-/// Lets the receiver acknowledge retirements until the registry is idle.
-fn settle(reg: &Registry, att: &Attachments) {
-    for _ in 0..1000 {
-        att.poll().unwrap();
-        match reg.wait_idle(20) {
-            Ok(()) => return,
-            Err(e) if e.status == VOXSHM_TIMEOUT => {}
-            Err(e) => panic!("wait_idle: {e}"),
-        }
-    }
-    panic!("registry never became idle: {:?}", reg.stats());
-}
-
 #[test]
 fn dgram_pair_carries_a_full_exchange() {
     let _s = serial();

@@ -468,3 +468,17 @@ pub fn attach_body(map_id: u32, generation: u32, mapping_length: u64) -> Vec<u8>
     .encode()
     .to_vec()
 }
+
+/// In one process: lets the receiver acknowledge retirements until the
+/// registry has no lease and no retirement outstanding.
+pub fn settle(reg: &voxshm::Registry, att: &voxshm::Attachments) {
+    for _ in 0..3000 {
+        att.poll().expect("attachments poll");
+        match reg.wait_idle(20) {
+            Ok(()) => return,
+            Err(e) if e.status == voxshm::Status::VOXSHM_TIMEOUT => {}
+            Err(e) => panic!("wait_idle: {e}"),
+        }
+    }
+    panic!("registry never became idle: {:?}", reg.stats());
+}
