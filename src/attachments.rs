@@ -1,7 +1,7 @@
 //! The receiver's side: receives fds, validates and maps them read-only,
 //! resolves references to views, and releases them back to the sender.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
@@ -199,7 +199,8 @@ impl Attachments {
             st.peer_gone = true;
             st.pending_release.clear();
             st.pending_acks.clear();
-            // Mappings nobody views are of no more use.
+            // Mappings nobody views, and that no reference still queued
+            // for `recv` names, are of no more use.
             let before = st.maps.len();
             Self::drop_unviewed(st);
             info!(
@@ -210,11 +211,19 @@ impl Attachments {
         }
     }
 
+    /// Unmaps every region that has no live view and that no queued
+    /// reference names. Used once the sender is gone, when nothing else
+    /// would ever unmap them.
     fn drop_unviewed(st: &mut State) {
+        let queued: HashSet<(u32, u32)> = st
+            .queue
+            .iter()
+            .map(|r| (r.map_id, r.map_generation))
+            .collect();
         let gone: Vec<u32> = st
             .maps
             .iter()
-            .filter(|(_, m)| m.view_count() == 0)
+            .filter(|(id, m)| m.view_count() == 0 && !queued.contains(&(**id, m.generation)))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -525,7 +534,7 @@ impl Attachments {
         loop {
             Self::check_poisoned(&g.s)?;
             if let Some(r) = g.s.queue.pop_front() {
-                return match self.check(&g.s, &r) {
+                let res = match self.check(&g.s, &r) {
                     Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");
@@ -534,6 +543,11 @@ impl Attachments {
                         Err(e)
                     }
                 };
+                if g.s.peer_gone {
+                    // That may have been the last reference into a region.
+                    Self::drop_unviewed(&mut g.s);
+                }
+                return res;
             }
             if self.pump(&mut g.s)? {
                 self.hub.notify(&g);
@@ -614,24 +628,26 @@ impl Attachments {
         if last {
             m.views.remove(&key);
         }
-        let unmap = m.views.is_empty() && (m.retire_pending || st.peer_gone);
-        let retired = m.retire_pending;
+        let unmap_retired = m.views.is_empty() && m.retire_pending && !st.peer_gone;
         st.live_views -= 1;
         if last && !st.peer_gone && !self.opts.vox_compat {
             st.pending_release.push(r);
         }
-        if unmap {
+        if unmap_retired {
             if let Some(m) = st.maps.remove(&r.map_id) {
                 st.mapped_bytes -= m.map.len();
             }
-            if retired && !st.peer_gone {
-                st.stats.regions_retired += 1;
-                st.pending_acks.push(Ext::RetireAck {
-                    map_id: r.map_id,
-                    map_generation: r.map_generation,
-                    mapping_length: 0,
-                });
-            }
+            st.stats.regions_retired += 1;
+            st.pending_acks.push(Ext::RetireAck {
+                map_id: r.map_id,
+                map_generation: r.map_generation,
+                mapping_length: 0,
+            });
+        }
+        if st.peer_gone {
+            // Unmap the region once its last view is gone, unless a queued
+            // reference still names it.
+            Self::drop_unviewed(st);
         }
         self.flush(st);
         if !st.pending_release.is_empty() {
