@@ -150,9 +150,9 @@ fn cross_process_exchange_of_2000_payloads_up_to_64_mib() {
     assert!(s.regions <= opts.keep_warm / opts.region_size, "{s:?}");
     assert!(s.regions_retired > 0, "{s:?}");
     assert_eq!(s.regions_created - s.regions_retired, s.regions, "{s:?}");
-    // The helper's stdout, the channel, the wake-up eventfd, and one fd per
-    // region still kept warm.
-    assert_eq!(fd_count(), before + 1 + 2 + s.regions as usize);
+    // The helper's stdin and stdout, the channel, the wake-up eventfd, and
+    // one fd per region still kept warm.
+    assert_eq!(fd_count(), before + 2 + 2 + s.regions as usize);
     assert_eq!(h.expect("RECEIVED"), format!("{N} {total}"));
 
     drop(reg);

@@ -212,6 +212,16 @@ pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("helper needs ${name}"))
 }
 
+/// In a helper: waits for the next line from the parent. Returns None when
+/// the parent closed the pipe (or died), so a helper never outlives it.
+pub fn hear() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_string()),
+    }
+}
+
 /// Prints one line for the parent (after a newline, so it never shares a
 /// line with the harness's output) and flushes it.
 pub fn say(line: &str) {
@@ -225,6 +235,7 @@ pub fn say(line: &str) {
 /// with a channel end as its fd 3 and its stdout piped back line by line.
 pub struct Helper {
     child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
     lines: Receiver<String>,
     reader: Option<JoinHandle<()>>,
 }
@@ -238,7 +249,7 @@ impl Helper {
         let mut cmd = Command::new(exe);
         cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(ROLE_VAR, role)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in envs {
@@ -262,6 +273,7 @@ impl Helper {
             }
         }
         let mut child = cmd.spawn().expect("spawn helper");
+        let stdin = child.stdin.take();
         let out = child.stdout.take().expect("piped stdout");
         let (tx, rx) = channel();
         let reader = std::thread::spawn(move || {
@@ -274,9 +286,18 @@ impl Helper {
         });
         Helper {
             child: Some(child),
+            stdin,
             lines: rx,
             reader: Some(reader),
         }
+    }
+
+    /// Sends the helper one line on its stdin (see `hear`).
+    pub fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        let w = self.stdin.as_mut().expect("stdin open");
+        writeln!(w, "{line}").expect("write to helper");
+        w.flush().expect("flush to helper");
     }
 
     pub fn pid(&self) -> u32 {
@@ -307,6 +328,7 @@ impl Helper {
 
     /// Waits for the helper to exit and for its stdout to close.
     pub fn wait(mut self) -> ExitStatus {
+        drop(self.stdin.take());
         let st = self.child.take().expect("running").wait().expect("wait");
         if let Some(r) = self.reader.take() {
             r.join().expect("reader thread");
