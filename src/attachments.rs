@@ -570,7 +570,9 @@ impl Attachments {
     }
 
     /// Resolves a reference that came over a transport of the caller's
-    /// own, waiting up to `timeout_ms` for its region's ATTACH.
+    /// own, waiting up to `timeout_ms` for its region's ATTACH. With a
+    /// timeout of 0 a region not attached is `VOXSHM_UNKNOWN_MAP`; when a
+    /// wait ends without its ATTACH, `VOXSHM_TIMEOUT`.
     pub fn resolve(&self, r: &Ref, timeout_ms: i64) -> Result<View> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
@@ -584,8 +586,17 @@ impl Attachments {
                 Err(e)
                     if e.status == Status::VOXSHM_UNKNOWN_MAP
                         && !g.s.peer_gone
-                        && !deadline.expired() =>
+                        && timeout_ms != 0 =>
                 {
+                    if deadline.expired() {
+                        return Err(Error::new(
+                            Status::VOXSHM_TIMEOUT,
+                            format!(
+                                "{}, and its ATTACH did not arrive before the timeout",
+                                e.message
+                            ),
+                        ));
+                    }
                     if !changed {
                         g = self.hub.wait(g, deadline)?;
                     }
