@@ -732,7 +732,9 @@ impl Attachments {
 
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        let _ = self.pump(&mut g.s);
+        if let Ok(true) = self.pump(&mut g.s) {
+            self.hub.notify(&g);
+        }
         g.s.peer_gone
     }
 }
