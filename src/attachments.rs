@@ -1,7 +1,7 @@
 //! The receiver's side: receives fds, validates and maps them read-only,
 //! resolves references to views, and releases them back to the sender.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
@@ -203,7 +203,8 @@ impl Attachments {
             st.peer_gone = true;
             st.pending_release.clear();
             st.pending_acks.clear();
-            // Mappings nobody views are of no more use.
+            // Mappings nobody views, and that no reference still queued
+            // for `recv` names, are of no more use.
             let before = st.maps.len();
             Self::drop_unviewed(st);
             info!(
@@ -214,11 +215,19 @@ impl Attachments {
         }
     }
 
+    /// Unmaps every region that has no live view and that no queued
+    /// reference names. Used once the sender is gone, when nothing else
+    /// would ever unmap them.
     fn drop_unviewed(st: &mut State) {
+        let queued: HashSet<(u32, u32)> = st
+            .queue
+            .iter()
+            .map(|r| (r.map_id, r.map_generation))
+            .collect();
         let gone: Vec<u32> = st
             .maps
             .iter()
-            .filter(|(_, m)| m.view_count() == 0)
+            .filter(|(id, m)| m.view_count() == 0 && !queued.contains(&(**id, m.generation)))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -539,7 +548,7 @@ impl Attachments {
         loop {
             Self::check_poisoned(&g.s)?;
             if let Some(r) = g.s.queue.pop_front() {
-                return match self.check(&g.s, &r) {
+                let res = match self.check(&g.s, &r) {
                     Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");
@@ -548,6 +557,11 @@ impl Attachments {
                         Err(e)
                     }
                 };
+                if g.s.peer_gone {
+                    // That may have been the last reference into a region.
+                    Self::drop_unviewed(&mut g.s);
+                }
+                return res;
             }
             if self.pump(&mut g.s)? {
                 self.hub.notify(&g);
@@ -570,7 +584,9 @@ impl Attachments {
     }
 
     /// Resolves a reference that came over a transport of the caller's
-    /// own, waiting up to `timeout_ms` for its region's ATTACH.
+    /// own, waiting up to `timeout_ms` for its region's ATTACH. With a
+    /// timeout of 0 a region not attached is `VOXSHM_UNKNOWN_MAP`; when a
+    /// wait ends without its ATTACH, `VOXSHM_TIMEOUT`.
     pub fn resolve(&self, r: &Ref, timeout_ms: i64) -> Result<View> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
@@ -584,8 +600,17 @@ impl Attachments {
                 Err(e)
                     if e.status == Status::VOXSHM_UNKNOWN_MAP
                         && !g.s.peer_gone
-                        && !deadline.expired() =>
+                        && timeout_ms != 0 =>
                 {
+                    if deadline.expired() {
+                        return Err(Error::new(
+                            Status::VOXSHM_TIMEOUT,
+                            format!(
+                                "{}, and its ATTACH did not arrive before the timeout",
+                                e.message
+                            ),
+                        ));
+                    }
                     if !changed {
                         g = self.hub.wait(g, deadline)?;
                     }
@@ -628,25 +653,27 @@ impl Attachments {
         if last {
             m.views.remove(&key);
         }
-        let unmap = m.views.is_empty() && (m.retire_pending || st.peer_gone);
-        let retired = m.retire_pending;
+        let unmap_retired = m.views.is_empty() && m.retire_pending && !st.peer_gone;
         st.live_views -= 1;
         if last && !st.peer_gone && !self.opts.vox_compat {
             st.pending_release.push(r);
         }
-        if unmap {
+        if unmap_retired {
             if let Some(m) = st.maps.remove(&r.map_id) {
                 st.mapped_bytes -= m.map.len();
             }
-            if retired && !st.peer_gone {
-                st.stats.regions_retired += 1;
-                st.retired.insert(r.map_id, r.map_generation);
-                st.pending_acks.push(Ext::RetireAck {
-                    map_id: r.map_id,
-                    map_generation: r.map_generation,
-                    mapping_length: 0,
-                });
-            }
+            st.stats.regions_retired += 1;
+            st.retired.insert(r.map_id, r.map_generation);
+            st.pending_acks.push(Ext::RetireAck {
+                map_id: r.map_id,
+                map_generation: r.map_generation,
+                mapping_length: 0,
+            });
+        }
+        if st.peer_gone {
+            // Unmap the region once its last view is gone, unless a queued
+            // reference still names it.
+            Self::drop_unviewed(st);
         }
         self.flush(st);
         // A full channel: wait for room while reading what the sender sends
@@ -719,7 +746,9 @@ impl Attachments {
 
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        let _ = self.pump(&mut g.s);
+        if let Ok(true) = self.pump(&mut g.s) {
+            self.hub.notify(&g);
+        }
         g.s.peer_gone
     }
 }

@@ -281,6 +281,17 @@ impl Channel {
         }
     }
 
+    /// True when the peer has closed or shut down its end (`POLLRDHUP`).
+    fn peer_shut_down(&self) -> bool {
+        let mut p = [sys::pollfd(self.raw(), libc::POLLRDHUP)];
+        match sys::poll(&mut p, Deadline::now()) {
+            Ok(_) => p[0].revents & (libc::POLLRDHUP | libc::POLLHUP) != 0,
+            // Cannot tell: a 0-byte read on a seqpacket socket is nearly
+            // always the end of file.
+            Err(_) => true,
+        }
+    }
+
     /// Receives one message without blocking.
     pub fn try_recv(&self) -> Result<Recv> {
         let mut buf = [0u8; crate::wire::MAX_MESSAGE_LEN + 1];
@@ -345,7 +356,11 @@ impl Channel {
             && fds.is_empty()
             && self.kind == Kind::SeqPacket
             && msg.msg_flags & libc::MSG_CTRUNC == 0
+            && self.peer_shut_down()
         {
+            // End of file. (A zero-length message from a peer that is still
+            // connected also reads as 0 bytes: it falls through and is
+            // rejected as a malformed message, not taken for a hang-up.)
             return Ok(Recv::Eof);
         }
         Ok(Recv::Msg(Message {

@@ -77,8 +77,6 @@ fn tempfile() -> Result<OwnedFd> {
     Ok(fd)
 }
 
-// A region or mapping is never empty, so `is_empty` would be meaningless.
-#[allow(clippy::len_without_is_empty)]
 impl Region {
     /// Creates, sizes, maps and seals a region of `len` bytes. Space is
     /// reserved with `fallocate`, so a full tmpfs or memory limit is an
@@ -154,6 +152,11 @@ impl Region {
         self.len
     }
 
+    /// Always false: a region is never created empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn backing(&self) -> Backing {
         self.backing
     }
@@ -183,7 +186,6 @@ pub struct Mapping {
     map: MmapRaw,
 }
 
-#[allow(clippy::len_without_is_empty)]
 impl Mapping {
     /// Validates an ATTACH's fd and maps it read-only. `mappings` and
     /// `mapped_bytes` are what the receiver holds already. The fd is closed
@@ -272,5 +274,10 @@ impl Mapping {
 
     pub fn len(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// Always false: a zero mapping_length is rejected before mapping.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
     }
 }

@@ -518,7 +518,11 @@ impl Registry {
                 return Ok(a);
             }
             if g.s.total_bytes + region_len <= self.opts.budget {
-                return self.new_region(&mut g, region_len, need);
+                let r = self.new_region(&mut g, region_len, need);
+                // Sending the ATTACH may have applied releases that other
+                // threads are waiting for.
+                self.hub.notify(&g);
+                return r;
             }
             // Idle regions too small for this payload may be in the way.
             let idle: u64 =
@@ -696,7 +700,9 @@ impl Registry {
     /// ordered before the reference by a release fence.
     pub fn publish(&self, a: &Allocation, len: u64) -> Result<Ref> {
         let mut g = self.hub.lock();
-        self.pump(&mut g.s)?;
+        if self.pump(&mut g.s)? {
+            self.hub.notify(&g);
+        }
         check_usable(&g.s)?;
         let r = Self::mark_published(&mut g.s, a, len)?;
         Self::trim(&mut g.s, &r);
@@ -739,7 +745,16 @@ impl Registry {
             }
             g = self.hub.wait(g, deadline)?;
         }
-        let st = &mut g.s;
+        let r = self.send_ref(&mut g.s, a, len, deadline);
+        // Releases applied while waiting for room in the channel may have
+        // freed space that other threads are waiting for.
+        self.hub.notify(&g);
+        r
+    }
+
+    /// The part of `send` after the HELLO exchange: publishes and sends the
+    /// reference, or gives the allocation back on failure.
+    fn send_ref(&self, st: &mut State, a: &Allocation, len: u64, deadline: Deadline) -> Result<()> {
         if !st.hello_sent {
             let hello = Ext::Hello {
                 version: wire::PROTOCOL_VERSION,
@@ -847,7 +862,9 @@ impl Registry {
     /// True once the receiver has hung up.
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        let _ = self.pump(&mut g.s);
+        if let Ok(true) = self.pump(&mut g.s) {
+            self.hub.notify(&g);
+        }
         g.s.peer_gone
     }
 }

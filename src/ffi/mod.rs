@@ -1004,7 +1004,9 @@ pub extern "C" fn voxshm_attachments_recv(
 /// into a view, waiting up to `timeout_ms` for its region to arrive. Checks
 /// in this order, each with its own status: `VOXSHM_PROTOCOL` (poisoned),
 /// `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_REF_OVERFLOW`,
-/// `VOXSHM_OUT_OF_BOUNDS`. Also returns the ATTACH validation statuses of
+/// `VOXSHM_OUT_OF_BOUNDS`; `VOXSHM_TIMEOUT` when a positive timeout passed
+/// without the region arriving (with timeout 0: `VOXSHM_UNKNOWN_MAP` at
+/// once). Also returns the ATTACH validation statuses of
 /// `voxshm_attachments_recv`, `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_attachments_resolve(

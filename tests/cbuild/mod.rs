@@ -15,7 +15,12 @@ pub fn root() -> PathBuf {
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("deps dir");
-    let dir = deps.parent().expect("profile dir").to_path_buf();
+    // `cargo test` leaves the cdylib in deps/; `cargo build` copies it up.
+    let dir = if deps.join("libvoxshm.so").exists() {
+        deps.to_path_buf()
+    } else {
+        deps.parent().expect("profile dir").to_path_buf()
+    };
     assert!(
         dir.join("libvoxshm.so").exists(),
         "libvoxshm.so not found in {}",
