@@ -20,3 +20,10 @@ pub use error::{Error, Result, Status};
 pub use region::Limits;
 pub use registry::{Allocation, Registry, RegistryOptions, RegistryStats};
 pub use wire::Ref;
+
+// Both handles are shared between threads: keep that a compile-time fact.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Registry>();
+    send_sync::<Attachments>();
+};
