@@ -634,8 +634,11 @@ impl Registry {
         st.regions
             .get_mut(&a.map_id)
             .filter(|s| s.generation == a.map_generation)
+            // Another registry numbers its regions, offsets and tokens the
+            // same way: only the address tells its allocations apart.
+            .filter(|s| a.data == s.region.base().wrapping_add(a.map_offset as usize))
             .and_then(|s| s.leases.get_mut(&a.map_offset))
-            .filter(|l| l.token == a.token && l.published.is_none())
+            .filter(|l| l.token == a.token && l.len == a.capacity && l.published.is_none())
             .ok_or_else(|| {
                 Error::new(
                     Status::VOXSHM_INVALID_ALLOCATION,
