@@ -652,6 +652,15 @@ impl Registry {
 
     /// Checks a publish request and marks the lease published.
     fn mark_published(st: &mut State, a: &Allocation, len: u64) -> Result<Ref> {
+        let r = Self::check_publish(st, a, len)?;
+        Self::lease_mut(st, a)?.published = Some(r.payload_len);
+        st.live_leases += 1;
+        st.allocations -= 1;
+        Ok(r)
+    }
+
+    /// Checks a publish request without changing anything.
+    fn check_publish(st: &mut State, a: &Allocation, len: u64) -> Result<Ref> {
         let lease = Self::lease_mut(st, a)?;
         if len == 0 {
             return Err(Error::new(Status::VOXSHM_ZERO_LENGTH, "publish of 0 bytes"));
@@ -662,9 +671,6 @@ impl Registry {
                 format!("publish of {len} bytes from an allocation of {}", lease.len),
             ));
         }
-        lease.published = Some(len as u32);
-        st.live_leases += 1;
-        st.allocations -= 1;
         Ok(Ref {
             map_id: a.map_id,
             map_generation: a.map_generation,
@@ -750,30 +756,17 @@ impl Registry {
             self.send_blocking(st, &hello, None, deadline)?;
             st.hello_sent = true;
         }
-        let r = Self::mark_published(st, a, len)?;
+        let r = Self::check_publish(st, a, len)?;
         fence(Ordering::Release);
-        match self.send_blocking(st, &Ext::Ref(r).encode(), None, deadline) {
-            Ok(()) => {
-                Self::trim(st, &r);
-                Self::count_published(st, &r);
-                Ok(())
-            }
-            Err(e) => {
-                // Not delivered: the allocation goes back to the caller,
-                // unless the receiver is gone, which reclaimed it already.
-                if let Some(l) = st
-                    .regions
-                    .get_mut(&r.map_id)
-                    .and_then(|s| s.leases.get_mut(&r.map_offset))
-                    && l.published.is_some()
-                {
-                    l.published = None;
-                    st.live_leases -= 1;
-                    st.allocations += 1;
-                }
-                Err(e)
-            }
-        }
+        // The lease is marked published only once the REF is out: if the
+        // send fails (also when it finds the receiver gone, which reclaims
+        // every published lease) the allocation is still the caller's.
+        self.send_blocking(st, &Ext::Ref(r).encode(), None, deadline)?;
+        // Nothing the drain above applied can touch an unpublished lease.
+        Self::mark_published(st, a, len)?;
+        Self::trim(st, &r);
+        Self::count_published(st, &r);
+        Ok(())
     }
 
     /// Gives back an allocation that was never published.
