@@ -119,6 +119,8 @@ struct State {
     poisoned: Option<Error>,
     next_token: u64,
     live_leases: u64,
+    /// Leases the receiver still held when it went away (reclaimed).
+    lost_leases: u64,
     allocations: u64,
     stats: RegistryStats,
 }
@@ -170,6 +172,7 @@ impl Registry {
             poisoned: None,
             next_token: 1,
             live_leases: 0,
+            lost_leases: 0,
             allocations: 0,
             stats: RegistryStats::default(),
         };
@@ -218,6 +221,7 @@ impl Registry {
             slot.retiring = slot.retiring && !slot.leases.is_empty();
         }
         st.live_leases = 0;
+        st.lost_leases = reclaimed;
         info!(reclaimed, "registry: receiver gone, leases reclaimed");
         self.retire_idle(st, 0);
     }
@@ -797,7 +801,9 @@ impl Registry {
 
     /// Waits up to `timeout_ms` until no lease is outstanding (every
     /// published payload was released) and no retirement awaits its
-    /// acknowledgement, or the receiver is gone.
+    /// acknowledgement, or the receiver is gone. A receiver that went away
+    /// holding leases is an error (PEER_GONE) even though the leases were
+    /// reclaimed: they were not released.
     pub fn wait_idle(&self, timeout_ms: i64) -> Result<()> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
@@ -806,6 +812,15 @@ impl Registry {
                 self.hub.notify(&g);
             }
             if g.s.live_leases == 0 && !g.s.regions.values().any(|r| r.retiring) {
+                if g.s.lost_leases > 0 {
+                    return Err(Error::new(
+                        Status::VOXSHM_PEER_GONE,
+                        format!(
+                            "the receiver went away holding {} leases; they were reclaimed",
+                            g.s.lost_leases
+                        ),
+                    ));
+                }
                 return Ok(());
             }
             check_usable(&g.s)?;
