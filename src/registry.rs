@@ -134,8 +134,10 @@ pub struct Registry {
 
 fn check_usable(st: &State) -> Result<()> {
     if let Some(e) = &st.poisoned {
+        // The status that poisoned it (PROTOCOL or VERSION_MISMATCH), as
+        // `pump` and the attachments report it.
         return Err(Error::new(
-            Status::VOXSHM_PROTOCOL,
+            e.status,
             format!("channel is poisoned: {}", e.message),
         ));
     }
