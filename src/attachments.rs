@@ -406,6 +406,11 @@ impl Attachments {
             Err(e) => {
                 st.stats.attaches_rejected += 1;
                 warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
+                if e.status == Status::VOXSHM_PROTOCOL {
+                    // A malformed ATTACH (mapping_length 0), not a region
+                    // that merely fails this receiver's checks.
+                    return Err(self.poison(st, e));
+                }
                 Err(e)
             }
         }
