@@ -210,11 +210,20 @@ impl Attachments {
         }
     }
 
+    /// True if a reference waiting in the queue points into this mapping.
+    fn queued_into(st: &State, map_id: u32, generation: u32) -> bool {
+        st.queue
+            .iter()
+            .any(|r| r.map_id == map_id && r.map_generation == generation)
+    }
+
+    /// Unmaps what nobody views and no queued reference points into: the
+    /// sender is gone, so nothing else can resolve into it.
     fn drop_unviewed(st: &mut State) {
         let gone: Vec<u32> = st
             .maps
             .iter()
-            .filter(|(_, m)| m.view_count() == 0)
+            .filter(|(id, m)| m.view_count() == 0 && !Self::queued_into(st, **id, m.generation))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -534,6 +543,9 @@ impl Attachments {
                     Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");
+                        if g.s.peer_gone {
+                            Self::drop_unviewed(&mut g.s);
+                        }
                         g.s.pending_release.push(r);
                         self.flush(&mut g.s);
                         Err(e)
@@ -619,8 +631,10 @@ impl Attachments {
         if last {
             m.views.remove(&key);
         }
-        let unmap = m.views.is_empty() && (m.retire_pending || st.peer_gone);
+        let generation = m.generation;
         let retired = m.retire_pending;
+        let unmap = m.views.is_empty()
+            && (retired || (st.peer_gone && !Self::queued_into(st, r.map_id, generation)));
         st.live_views -= 1;
         if last && !st.peer_gone && !self.opts.vox_compat {
             st.pending_release.push(r);
