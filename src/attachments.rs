@@ -121,7 +121,16 @@ fn protocol(msg: String) -> Error {
 impl Attachments {
     /// Creates the attachments over `chan`, which they own from now on,
     /// and says HELLO to the sender (unless in vox compatibility mode).
-    pub fn new(chan: Channel, mut opts: AttachmentsOptions) -> Result<Attachments> {
+    pub fn new(chan: Channel, opts: AttachmentsOptions) -> Result<Attachments> {
+        Self::new_or_return(chan, opts).map_err(|(e, _)| e)
+    }
+
+    /// Like `new`, but a failure hands the channel back with the error, so
+    /// a caller that was lent the fd can give it back unclosed.
+    pub fn new_or_return(
+        chan: Channel,
+        mut opts: AttachmentsOptions,
+    ) -> std::result::Result<Attachments, (Error, Channel)> {
         if opts.vox_compat {
             opts.limits.accept_unsealed = true;
         }
@@ -148,18 +157,25 @@ impl Attachments {
             }
             .encode();
             let mut g = att.hub.lock();
-            match att.hub.chan.try_send(&hello, None) {
-                Ok(true) => Self::count_sent(&mut g.s, hello.len()),
-                Ok(false) => {
-                    return Err(Error::new(
-                        Status::VOXSHM_TIMEOUT,
-                        "channel full: could not say HELLO",
-                    ));
+            let failed = match att.hub.chan.try_send(&hello, None) {
+                Ok(true) => {
+                    Self::count_sent(&mut g.s, hello.len());
+                    None
                 }
-                Err(e) if e.status == Status::VOXSHM_PEER_GONE => g.s.peer_gone = true,
-                Err(e) => return Err(e),
-            }
+                Ok(false) => Some(Error::new(
+                    Status::VOXSHM_TIMEOUT,
+                    "channel full: could not say HELLO",
+                )),
+                Err(e) if e.status == Status::VOXSHM_PEER_GONE => {
+                    g.s.peer_gone = true;
+                    None
+                }
+                Err(e) => Some(e),
+            };
             drop(g);
+            if let Some(e) = failed {
+                return Err((e, att.hub.into_channel()));
+            }
         }
         debug!(fd = att.hub.chan.raw(), "attachments created");
         Ok(att)

@@ -153,10 +153,22 @@ fn check_usable(st: &State) -> Result<()> {
 impl Registry {
     /// Creates a registry over `chan`, which it owns from now on.
     pub fn new(chan: Channel, opts: RegistryOptions) -> Result<Registry> {
+        Self::new_or_return(chan, opts).map_err(|(e, _)| e)
+    }
+
+    /// Like `new`, but a failure hands the channel back with the error, so
+    /// a caller that was lent the fd can give it back unclosed.
+    pub fn new_or_return(
+        chan: Channel,
+        opts: RegistryOptions,
+    ) -> std::result::Result<Registry, (Error, Channel)> {
         if opts.region_size == 0 || opts.budget == 0 {
-            return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
-                "region_size and budget must be > 0",
+            return Err((
+                Error::new(
+                    Status::VOXSHM_INVALID_ARGUMENT,
+                    "region_size and budget must be > 0",
+                ),
+                chan,
             ));
         }
         let opts = RegistryOptions {
@@ -178,11 +190,9 @@ impl Registry {
             allocations: 0,
             stats: RegistryStats::default(),
         };
-        debug!(fd = chan.raw(), ?opts, "registry created");
-        Ok(Registry {
-            hub: Hub::new(chan, st)?,
-            opts,
-        })
+        let hub = Hub::new(chan, st)?;
+        debug!(fd = hub.chan.raw(), ?opts, "registry created");
+        Ok(Registry { hub, opts })
     }
 
     pub fn options(&self) -> &RegistryOptions {
