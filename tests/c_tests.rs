@@ -142,7 +142,7 @@ macro_rules! c_tests {
     };
 }
 
-c_tests!(version, happy_path, exec_peer, fork_peer, misuse);
+c_tests!(version, happy_path, exec_peer, fork_peer, misuse, statuses);
 
 /// A new `ffi-tests/*.c` file must be listed above, or it would never run.
 #[test]
