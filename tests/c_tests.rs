@@ -142,7 +142,9 @@ macro_rules! c_tests {
     };
 }
 
-c_tests!(version, happy_path, exec_peer, fork_peer, misuse, statuses);
+c_tests!(
+    version, happy_path, exec_peer, fork_peer, misuse, statuses, threads
+);
 
 /// A new `ffi-tests/*.c` file must be listed above, or it would never run.
 #[test]
