@@ -143,7 +143,7 @@ macro_rules! c_tests {
 }
 
 c_tests!(
-    version, happy_path, exec_peer, fork_peer, misuse, statuses, threads, logging
+    happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes
 );
 
 /// A new `ffi-tests/*.c` file must be listed above, or it would never run.
