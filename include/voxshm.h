@@ -182,6 +182,36 @@ typedef enum voxshm_status {
 } voxshm_status;
 
 /**
+ * Severity of a log message.
+ */
+typedef enum voxshm_log_level {
+  /**
+   * No messages at all.
+   */
+  VOXSHM_LOG_OFF = 0,
+  /**
+   * Failures the library could not handle.
+   */
+  VOXSHM_LOG_ERROR = 1,
+  /**
+   * Protocol errors, rejected regions, a peer that went away.
+   */
+  VOXSHM_LOG_WARN = 2,
+  /**
+   * Region creation and retirement, peers arriving and leaving.
+   */
+  VOXSHM_LOG_INFO = 3,
+  /**
+   * Per-handle and per-message detail.
+   */
+  VOXSHM_LOG_DEBUG = 4,
+  /**
+   * Everything.
+   */
+  VOXSHM_LOG_TRACE = 5,
+} voxshm_log_level;
+
+/**
  * The receiver's side: maps the sender's regions read-only and turns
  * references into views. Create with `voxshm_attachments_new`, end with
  * `voxshm_attachments_free`. Safe to use from several threads at once.
@@ -613,8 +643,9 @@ enum voxshm_status voxshm_registry_poll(const struct voxshm_registry *registry);
 /**
  * Waits up to `timeout_ms` (0: do not wait; negative: forever) until the
  * receiver has released every payload and acknowledged every retired
- * region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (after reclaiming
- * everything it held), `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+ * region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (the receiver went
+ * away holding payloads: they were reclaimed, not released),
+ * `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_registry_wait_idle(const struct voxshm_registry *registry, int64_t timeout_ms);
 

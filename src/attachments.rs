@@ -1,7 +1,7 @@
 //! The receiver's side: receives fds, validates and maps them read-only,
 //! resolves references to views, and releases them back to the sender.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
@@ -124,7 +124,16 @@ fn protocol(msg: String) -> Error {
 impl Attachments {
     /// Creates the attachments over `chan`, which they own from now on,
     /// and says HELLO to the sender (unless in vox compatibility mode).
-    pub fn new(chan: Channel, mut opts: AttachmentsOptions) -> Result<Attachments> {
+    pub fn new(chan: Channel, opts: AttachmentsOptions) -> Result<Attachments> {
+        Self::new_or_return(chan, opts).map_err(|(e, _)| e)
+    }
+
+    /// Like `new`, but a failure hands the channel back with the error, so
+    /// a caller that was lent the fd can give it back unclosed.
+    pub fn new_or_return(
+        chan: Channel,
+        mut opts: AttachmentsOptions,
+    ) -> std::result::Result<Attachments, (Error, Channel)> {
         if opts.vox_compat {
             opts.limits.accept_unsealed = true;
         }
@@ -152,18 +161,25 @@ impl Attachments {
             }
             .encode();
             let mut g = att.hub.lock();
-            match att.hub.chan.try_send(&hello, None) {
-                Ok(true) => Self::count_sent(&mut g.s, hello.len()),
-                Ok(false) => {
-                    return Err(Error::new(
-                        Status::VOXSHM_TIMEOUT,
-                        "channel full: could not say HELLO",
-                    ));
+            let failed = match att.hub.chan.try_send(&hello, None) {
+                Ok(true) => {
+                    Self::count_sent(&mut g.s, hello.len());
+                    None
                 }
-                Err(e) if e.status == Status::VOXSHM_PEER_GONE => g.s.peer_gone = true,
-                Err(e) => return Err(e),
-            }
+                Ok(false) => Some(Error::new(
+                    Status::VOXSHM_TIMEOUT,
+                    "channel full: could not say HELLO",
+                )),
+                Err(e) if e.status == Status::VOXSHM_PEER_GONE => {
+                    g.s.peer_gone = true;
+                    None
+                }
+                Err(e) => Some(e),
+            };
             drop(g);
+            if let Some(e) = failed {
+                return Err((e, att.hub.into_channel()));
+            }
         }
         debug!(fd = att.hub.chan.raw(), "attachments created");
         Ok(att)
@@ -215,19 +231,20 @@ impl Attachments {
         }
     }
 
-    /// Unmaps every region that has no live view and that no queued
-    /// reference names. Used once the sender is gone, when nothing else
-    /// would ever unmap them.
-    fn drop_unviewed(st: &mut State) {
-        let queued: HashSet<(u32, u32)> = st
-            .queue
+    /// True if a reference waiting in the queue points into this mapping.
+    fn queued_into(st: &State, map_id: u32, generation: u32) -> bool {
+        st.queue
             .iter()
-            .map(|r| (r.map_id, r.map_generation))
-            .collect();
+            .any(|r| r.map_id == map_id && r.map_generation == generation)
+    }
+
+    /// Unmaps what nobody views and no queued reference points into: the
+    /// sender is gone, so nothing else can resolve into it.
+    fn drop_unviewed(st: &mut State) {
         let gone: Vec<u32> = st
             .maps
             .iter()
-            .filter(|(id, m)| m.view_count() == 0 && !queued.contains(&(**id, m.generation)))
+            .filter(|(id, m)| m.view_count() == 0 && !Self::queued_into(st, **id, m.generation))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -420,6 +437,11 @@ impl Attachments {
             Err(e) => {
                 st.stats.attaches_rejected += 1;
                 warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
+                if e.status == Status::VOXSHM_PROTOCOL {
+                    // A malformed ATTACH (mapping_length 0), not a region
+                    // that merely fails this receiver's checks.
+                    return Err(self.poison(st, e));
+                }
                 Err(e)
             }
         }
@@ -552,6 +574,9 @@ impl Attachments {
                     Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");
+                        if g.s.peer_gone {
+                            Self::drop_unviewed(&mut g.s);
+                        }
                         g.s.pending_release.push(r);
                         self.flush(&mut g.s);
                         Err(e)
@@ -653,27 +678,27 @@ impl Attachments {
         if last {
             m.views.remove(&key);
         }
-        let unmap_retired = m.views.is_empty() && m.retire_pending && !st.peer_gone;
+        let generation = m.generation;
+        let retired = m.retire_pending;
+        let unmap = m.views.is_empty()
+            && (retired || (st.peer_gone && !Self::queued_into(st, r.map_id, generation)));
         st.live_views -= 1;
         if last && !st.peer_gone && !self.opts.vox_compat {
             st.pending_release.push(r);
         }
-        if unmap_retired {
+        if unmap {
             if let Some(m) = st.maps.remove(&r.map_id) {
                 st.mapped_bytes -= m.map.len();
             }
-            st.stats.regions_retired += 1;
-            st.retired.insert(r.map_id, r.map_generation);
-            st.pending_acks.push(Ext::RetireAck {
-                map_id: r.map_id,
-                map_generation: r.map_generation,
-                mapping_length: 0,
-            });
-        }
-        if st.peer_gone {
-            // Unmap the region once its last view is gone, unless a queued
-            // reference still names it.
-            Self::drop_unviewed(st);
+            if retired && !st.peer_gone {
+                st.stats.regions_retired += 1;
+                st.retired.insert(r.map_id, r.map_generation);
+                st.pending_acks.push(Ext::RetireAck {
+                    map_id: r.map_id,
+                    map_generation: r.map_generation,
+                    mapping_length: 0,
+                });
+            }
         }
         self.flush(st);
         // A full channel: wait for room while reading what the sender sends

@@ -10,7 +10,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::channel::Channel;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sys::{self, Deadline, Wake};
 
 pub struct Hub<T> {
@@ -28,16 +28,26 @@ pub struct Slot<T> {
 pub type Guard<'a, T> = MutexGuard<'a, Slot<T>>;
 
 impl<T> Hub<T> {
-    pub fn new(chan: Channel, state: T) -> Result<Hub<T>> {
+    /// On failure the channel is handed back with the error.
+    pub fn new(chan: Channel, state: T) -> std::result::Result<Hub<T>, (Error, Channel)> {
+        let wake = match Wake::new() {
+            Ok(w) => w,
+            Err(e) => return Err((e, chan)),
+        };
         Ok(Hub {
             m: Mutex::new(Slot {
                 polling: false,
                 s: state,
             }),
             cv: Condvar::new(),
-            wake: Wake::new()?,
+            wake,
             chan,
         })
+    }
+
+    /// Takes the channel back, closing only the wake-up fd.
+    pub fn into_channel(self) -> Channel {
+        self.chan
     }
 
     /// Locks the state. A panic in another thread does not make the state

@@ -119,6 +119,8 @@ struct State {
     poisoned: Option<Error>,
     next_token: u64,
     live_leases: u64,
+    /// Leases the receiver still held when it went away (reclaimed).
+    lost_leases: u64,
     allocations: u64,
     stats: RegistryStats,
 }
@@ -132,8 +134,10 @@ pub struct Registry {
 
 fn check_usable(st: &State) -> Result<()> {
     if let Some(e) = &st.poisoned {
+        // The status that poisoned it (PROTOCOL or VERSION_MISMATCH), as
+        // `pump` and the attachments report it.
         return Err(Error::new(
-            Status::VOXSHM_PROTOCOL,
+            e.status,
             format!("channel is poisoned: {}", e.message),
         ));
     }
@@ -149,10 +153,22 @@ fn check_usable(st: &State) -> Result<()> {
 impl Registry {
     /// Creates a registry over `chan`, which it owns from now on.
     pub fn new(chan: Channel, opts: RegistryOptions) -> Result<Registry> {
+        Self::new_or_return(chan, opts).map_err(|(e, _)| e)
+    }
+
+    /// Like `new`, but a failure hands the channel back with the error, so
+    /// a caller that was lent the fd can give it back unclosed.
+    pub fn new_or_return(
+        chan: Channel,
+        opts: RegistryOptions,
+    ) -> std::result::Result<Registry, (Error, Channel)> {
         if opts.region_size == 0 || opts.budget == 0 {
-            return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
-                "region_size and budget must be > 0",
+            return Err((
+                Error::new(
+                    Status::VOXSHM_INVALID_ARGUMENT,
+                    "region_size and budget must be > 0",
+                ),
+                chan,
             ));
         }
         let opts = RegistryOptions {
@@ -173,14 +189,13 @@ impl Registry {
             poisoned: None,
             next_token: 1,
             live_leases: 0,
+            lost_leases: 0,
             allocations: 0,
             stats: RegistryStats::default(),
         };
-        debug!(fd = chan.raw(), ?opts, "registry created");
-        Ok(Registry {
-            hub: Hub::new(chan, st)?,
-            opts,
-        })
+        let hub = Hub::new(chan, st)?;
+        debug!(fd = hub.chan.raw(), ?opts, "registry created");
+        Ok(Registry { hub, opts })
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -221,6 +236,7 @@ impl Registry {
             slot.retiring = slot.retiring && !slot.leases.is_empty();
         }
         st.live_leases = 0;
+        st.lost_leases = reclaimed;
         info!(reclaimed, "registry: receiver gone, leases reclaimed");
         self.retire_idle(st, 0);
     }
@@ -641,8 +657,11 @@ impl Registry {
         st.regions
             .get_mut(&a.map_id)
             .filter(|s| s.generation == a.map_generation)
+            // Another registry numbers its regions, offsets and tokens the
+            // same way: only the address tells its allocations apart.
+            .filter(|s| a.data == s.region.base().wrapping_add(a.map_offset as usize))
             .and_then(|s| s.leases.get_mut(&a.map_offset))
-            .filter(|l| l.token == a.token && l.published.is_none())
+            .filter(|l| l.token == a.token && l.len == a.capacity && l.published.is_none())
             .ok_or_else(|| {
                 Error::new(
                     Status::VOXSHM_INVALID_ALLOCATION,
@@ -656,6 +675,15 @@ impl Registry {
 
     /// Checks a publish request and marks the lease published.
     fn mark_published(st: &mut State, a: &Allocation, len: u64) -> Result<Ref> {
+        let r = Self::check_publish(st, a, len)?;
+        Self::lease_mut(st, a)?.published = Some(r.payload_len);
+        st.live_leases += 1;
+        st.allocations -= 1;
+        Ok(r)
+    }
+
+    /// Checks a publish request without changing anything.
+    fn check_publish(st: &mut State, a: &Allocation, len: u64) -> Result<Ref> {
         let lease = Self::lease_mut(st, a)?;
         if len == 0 {
             return Err(Error::new(Status::VOXSHM_ZERO_LENGTH, "publish of 0 bytes"));
@@ -666,9 +694,6 @@ impl Registry {
                 format!("publish of {len} bytes from an allocation of {}", lease.len),
             ));
         }
-        lease.published = Some(len as u32);
-        st.live_leases += 1;
-        st.allocations -= 1;
         Ok(Ref {
             map_id: a.map_id,
             map_generation: a.map_generation,
@@ -765,30 +790,17 @@ impl Registry {
             self.send_blocking(st, &hello, None, deadline)?;
             st.hello_sent = true;
         }
-        let r = Self::mark_published(st, a, len)?;
+        let r = Self::check_publish(st, a, len)?;
         fence(Ordering::Release);
-        match self.send_blocking(st, &Ext::Ref(r).encode(), None, deadline) {
-            Ok(()) => {
-                Self::trim(st, &r);
-                Self::count_published(st, &r);
-                Ok(())
-            }
-            Err(e) => {
-                // Not delivered: the allocation goes back to the caller,
-                // unless the receiver is gone, which reclaimed it already.
-                if let Some(l) = st
-                    .regions
-                    .get_mut(&r.map_id)
-                    .and_then(|s| s.leases.get_mut(&r.map_offset))
-                    && l.published.is_some()
-                {
-                    l.published = None;
-                    st.live_leases -= 1;
-                    st.allocations += 1;
-                }
-                Err(e)
-            }
-        }
+        // The lease is marked published only once the REF is out: if the
+        // send fails (also when it finds the receiver gone, which reclaims
+        // every published lease) the allocation is still the caller's.
+        self.send_blocking(st, &Ext::Ref(r).encode(), None, deadline)?;
+        // Nothing the drain above applied can touch an unpublished lease.
+        Self::mark_published(st, a, len)?;
+        Self::trim(st, &r);
+        Self::count_published(st, &r);
+        Ok(())
     }
 
     /// Gives back an allocation that was never published.
@@ -822,7 +834,9 @@ impl Registry {
 
     /// Waits up to `timeout_ms` until no lease is outstanding (every
     /// published payload was released) and no retirement awaits its
-    /// acknowledgement, or the receiver is gone.
+    /// acknowledgement, or the receiver is gone. A receiver that went away
+    /// holding leases is an error (PEER_GONE) even though the leases were
+    /// reclaimed: they were not released.
     pub fn wait_idle(&self, timeout_ms: i64) -> Result<()> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
@@ -832,6 +846,15 @@ impl Registry {
             }
             self.retire_idle(&mut g.s, self.opts.keep_warm);
             if g.s.live_leases == 0 && !g.s.regions.values().any(|r| r.retiring) {
+                if g.s.lost_leases > 0 {
+                    return Err(Error::new(
+                        Status::VOXSHM_PEER_GONE,
+                        format!(
+                            "the receiver went away holding {} leases; they were reclaimed",
+                            g.s.lost_leases
+                        ),
+                    ));
+                }
                 return Ok(());
             }
             check_usable(&g.s)?;

@@ -364,6 +364,13 @@ fn take_fd(fd: c_int) -> Result<Channel> {
     Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A constructor failed after `take_fd`: the fd goes back to the caller,
+/// open, as documented.
+fn give_back((e, chan): (Error, Channel)) -> Error {
+    let _caller_keeps_it = chan.into_fd().into_raw_fd();
+    e
+}
+
 fn to_allocation(a: &voxshm_allocation) -> Allocation {
     Allocation {
         data: a.data,
@@ -677,7 +684,7 @@ pub extern "C" fn voxshm_registry_new(
             return Err(invalid("region_size and budget must be > 0"));
         }
         let chan = take_fd(fd)?;
-        let r = Registry::new(chan, opts)?;
+        let r = Registry::new_or_return(chan, opts).map_err(give_back)?;
         put(
             out_registry,
             Box::into_raw(Box::new(voxshm_registry { inner: r })),
@@ -826,8 +833,9 @@ pub extern "C" fn voxshm_registry_poll(registry: *const voxshm_registry) -> voxs
 
 /// Waits up to `timeout_ms` (0: do not wait; negative: forever) until the
 /// receiver has released every payload and acknowledged every retired
-/// region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (after reclaiming
-/// everything it held), `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+/// region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (the receiver went
+/// away holding payloads: they were reclaimed, not released),
+/// `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_wait_idle(
     registry: *const voxshm_registry,
@@ -940,7 +948,7 @@ pub extern "C" fn voxshm_attachments_new(
             vox_compat: o.flags & VOXSHM_ATTACHMENTS_VOX_COMPAT != 0,
         };
         let chan = take_fd(fd)?;
-        let a = Attachments::new(chan, opts)?;
+        let a = Attachments::new_or_return(chan, opts).map_err(give_back)?;
         put(
             out_attachments,
             Box::into_raw(Box::new(voxshm_attachments { inner: a })),

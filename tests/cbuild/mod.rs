@@ -10,17 +10,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Directory holding `libvoxshm.so` / `libvoxshm.a` of this build
-/// (`target/<profile>`; test binaries live in its `deps/`).
+/// Directory holding the `libvoxshm.so` / `libvoxshm.a` built together
+/// with this test binary: `target/<profile>/deps`, where the test binary
+/// lives. (`cargo test` rebuilds the library there but copies it up to
+/// `target/<profile>` only on `cargo build`, so the copy there may be stale
+/// or missing.)
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    // `cargo test` leaves the cdylib in deps/; `cargo build` copies it up.
-    let dir = if deps.join("libvoxshm.so").exists() {
-        deps.to_path_buf()
-    } else {
-        deps.parent().expect("profile dir").to_path_buf()
-    };
+    let dir = exe.parent().expect("deps dir").to_path_buf();
     assert!(
         dir.join("libvoxshm.so").exists(),
         "libvoxshm.so not found in {}",
@@ -29,33 +26,11 @@ pub fn lib_dir() -> PathBuf {
     dir
 }
 
-/// A directory where `libvoxshm.so.0` (the SONAME programs record) and
-/// `libvoxshm.so` are symlinks to the library cargo just built.
-pub fn soname_dir() -> PathBuf {
-    let lib = lib_dir().join("libvoxshm.so");
-    let dir = lib_dir().join("ctest-out").join("lib");
-    std::fs::create_dir_all(&dir).expect("create lib dir");
-    for name in ["libvoxshm.so", "libvoxshm.so.0"] {
-        let link = dir.join(name);
-        if std::fs::read_link(&link).ok().as_deref() != Some(lib.as_path()) {
-            // Tests run in parallel: make the link under a unique name and
-            // rename it into place, which is atomic.
-            let tmp = dir.join(format!(
-                "{name}.{}.{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = std::fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(&lib, &tmp).expect("symlink");
-            std::fs::rename(&tmp, &link).expect("rename symlink");
-        }
-    }
-    dir
-}
-
-/// Scratch directory for build products of one test.
+/// Scratch directory for build products of one test
+/// (`target/<profile>/ctest-out/<name>`).
 pub fn scratch(name: &str) -> PathBuf {
-    let d = lib_dir().join("ctest-out").join(name);
+    let profile = lib_dir().parent().expect("profile dir").to_path_buf();
+    let d = profile.join("ctest-out").join(name);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
 }
@@ -108,7 +83,8 @@ pub fn build(srcs: &[PathBuf], out: &Path, std: &str, flavor: Flavor, extra: &[&
         ]);
     }
     cmd.args(extra).args(srcs).arg("-o").arg(out);
-    let lib = soname_dir();
+    let lib = lib_dir();
+    soname_link(&lib);
     cmd.arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
@@ -123,6 +99,18 @@ pub fn build(srcs: &[PathBuf], out: &Path, std: &str, flavor: Flavor, extra: &[&
         String::from_utf8_lossy(&o.stderr)
     );
     out.to_path_buf()
+}
+
+/// The library's SONAME is `libvoxshm.so.<major>`, which is what a program
+/// linked against it loads; cargo only writes `libvoxshm.so`. Adds the
+/// SONAME link next to it (as an install would).
+fn soname_link(lib: &Path) {
+    let name = format!("libvoxshm.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    match std::os::unix::fs::symlink("libvoxshm.so", lib.join(&name)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot link {name} in {}: {e}", lib.display()),
+    }
 }
 
 /// Compiles one translation unit to an object file only (header checks).
