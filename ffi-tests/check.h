@@ -137,6 +137,25 @@ static inline int count_fds(void) {
 
 static inline int fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
+/* Both handles' counters, with struct_size set. */
+static inline voxshm_registry_stats reg_stats(const voxshm_registry *reg) {
+  voxshm_registry_stats s;
+  memset(&s, 0xAB, sizeof s); /* every field must be written */
+  s.struct_size = sizeof s;
+  CHECK_OK(voxshm_registry_get_stats(reg, &s));
+  CHECK(s.struct_size == sizeof s);
+  return s;
+}
+
+static inline voxshm_attachments_stats att_stats(const voxshm_attachments *att) {
+  voxshm_attachments_stats s;
+  memset(&s, 0xAB, sizeof s); /* every field must be written */
+  s.struct_size = sizeof s;
+  CHECK_OK(voxshm_attachments_get_stats(att, &s));
+  CHECK(s.struct_size == sizeof s);
+  return s;
+}
+
 /* The byte at index i of payload `seed`: differs between payloads and
    between offsets, so a shifted, truncated or foreign payload shows. */
 static inline uint8_t pattern_byte(uint64_t seed, size_t i) {

@@ -8,24 +8,6 @@
 #define _GNU_SOURCE
 #include "check.h"
 
-static voxshm_registry_stats reg_stats(const voxshm_registry *reg) {
-  voxshm_registry_stats s;
-  memset(&s, 0xAB, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_registry_get_stats(reg, &s));
-  CHECK(s.struct_size == sizeof s);
-  return s;
-}
-
-static voxshm_attachments_stats att_stats(const voxshm_attachments *att) {
-  voxshm_attachments_stats s;
-  memset(&s, 0xAB, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_attachments_get_stats(att, &s));
-  CHECK(s.struct_size == sizeof s);
-  return s;
-}
-
 /* In one process nobody else drives the two ends: let each side apply
    what the other sent until the registry is idle (every lease released,
    every retirement acknowledged). */

@@ -14,14 +14,6 @@
 
 #define INVALID VOXSHM_INVALID_ARGUMENT
 
-static voxshm_registry_stats reg_stats(const voxshm_registry *reg) {
-  voxshm_registry_stats s;
-  memset(&s, 0, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_registry_get_stats(reg, &s));
-  return s;
-}
-
 static void make_pair(voxshm_registry **reg, voxshm_attachments **att) {
   int fds[2];
   CHECK_OK(voxshm_channel_pair(fds));

@@ -7,22 +7,6 @@
 #define _GNU_SOURCE
 #include "check.h"
 
-static voxshm_registry_stats reg_stats(const voxshm_registry *reg) {
-  voxshm_registry_stats s;
-  memset(&s, 0, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_registry_get_stats(reg, &s));
-  return s;
-}
-
-static voxshm_attachments_stats att_stats(const voxshm_attachments *att) {
-  voxshm_attachments_stats s;
-  memset(&s, 0, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_attachments_get_stats(att, &s));
-  return s;
-}
-
 static int sock_type(int fd) {
   int t = 0;
   socklen_t l = sizeof t;

@@ -13,22 +13,6 @@
 #define _GNU_SOURCE
 #include "check.h"
 
-static voxshm_attachments_stats att_stats(const voxshm_attachments *att) {
-  voxshm_attachments_stats s;
-  memset(&s, 0, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_attachments_get_stats(att, &s));
-  return s;
-}
-
-static voxshm_registry_stats reg_stats(const voxshm_registry *reg) {
-  voxshm_registry_stats s;
-  memset(&s, 0, sizeof s);
-  s.struct_size = sizeof s;
-  CHECK_OK(voxshm_registry_get_stats(reg, &s));
-  return s;
-}
-
 /* Receives one message with its fds (at most 4); returns the body length. */
 static ssize_t raw_recv_fds(int sock, uint8_t *buf, size_t cap, int *fds, int *nfds) {
   struct pollfd p = {sock, POLLIN, 0};
