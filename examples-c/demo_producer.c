@@ -322,7 +322,7 @@ int main(int argc, char **argv) {
     printf("%s through each transport (after an untimed warm-up of %d x 64 MiB);\n"
            "the consumer checks a checksum over every byte\n\n",
            human(a, sizeof a, (double)per_transport), WARMUP_REGIONS);
-    printf("%-12s %8s %9s %10s %8s %12s\n", "transport", "payload", "payloads", "bytes", "time",
+    printf("%-12s %8s %9s %10s %8s %13s\n", "transport", "payload", "payloads", "bytes", "time",
            "throughput");
     fflush(stdout);
 
@@ -330,7 +330,7 @@ int main(int argc, char **argv) {
     if (voxshm_warmup(reg, &seq) != 0) goto out;
     for (size_t s = 0; s < NSIZES; s++) {
         if (voxshm_phase(reg, sizes[s], counts[s], &seq, corrupt, &shm[s]) != 0) goto out;
-        printf("%-12s %8s %9llu %10s %6.2f s %8s/s\n", "voxshm", human(a, sizeof a, (double)sizes[s]),
+        printf("%-12s %8s %9llu %10s %6.2f s %9s/s\n", "voxshm", human(a, sizeof a, (double)sizes[s]),
                (unsigned long long)shm[s].payloads, human(b, sizeof b, (double)shm[s].bytes),
                shm[s].seconds, human(c, sizeof c, (double)shm[s].bytes / shm[s].seconds));
         fflush(stdout);
@@ -350,7 +350,7 @@ int main(int argc, char **argv) {
     for (size_t s = 0; s < NSIZES; s++) {
         if (socket_phase(plain_fd, buf, sizes[s], counts[s], &seq, corrupt, &plain[s]) != 0)
             goto out;
-        printf("%-12s %8s %9llu %10s %6.2f s %8s/s\n", "unix socket",
+        printf("%-12s %8s %9llu %10s %6.2f s %9s/s\n", "unix socket",
                human(a, sizeof a, (double)sizes[s]), (unsigned long long)plain[s].payloads,
                human(b, sizeof b, (double)plain[s].bytes), plain[s].seconds,
                human(c, sizeof c, (double)plain[s].bytes / plain[s].seconds));
