@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs a built voxshm into a temporary prefix, checks what landed there,
-# and builds a separate consumer project (consumer/) against it twice: with
-# CMake's find_package, and with pkg-config and the compiler alone, each in
-# C and C++. Every program built is run.
+# and builds a separate consumer project (consumer/) against it: with
+# CMake's find_package (shared and static), with pkg-config through CMake's
+# pkg_check_modules, and with pkg-config and the compiler alone; each in C
+# and C++. Every program built is run.
 #
 #   tests/install/run.sh BUILD_DIR [CONFIG [CC [CXX]]]
 #
@@ -66,8 +67,17 @@ if ldd "$work/with-cmake/consumer_c_static" | grep -q libvoxshm; then
   fail "consumer_c_static links libvoxshm dynamically"
 fi
 
-step "consumer built with pkg-config --cflags --libs voxshm"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
+step "consumer project with pkg-config (pkg_check_modules)"
+cmake -S "$here/consumer" -B "$work/with-pkg-config" -DCONSUMER_WITH_PKG_CONFIG=ON \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx"
+cmake --build "$work/with-pkg-config" -j 2
+for exe in consumer_c consumer_cpp; do
+  "$work/with-pkg-config/$exe"
+  uses_prefix_lib "$work/with-pkg-config/$exe"
+done
+
+step "consumer built with the compiler and pkg-config --cflags --libs voxshm"
 echo "pkg-config --modversion voxshm: $(pkg-config --modversion voxshm)"
 echo "pkg-config --cflags --libs voxshm: $(pkg-config --cflags --libs voxshm)"
 rpath="-Wl,-rpath,$(pkg-config --variable=libdir voxshm)"
