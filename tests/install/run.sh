@@ -30,7 +30,9 @@ pc=$(find "$prefix" -name voxshm.pc -print -quit)
 [ -n "$pc" ] || fail "no voxshm.pc under $prefix"
 libdir=$(dirname "$(dirname "$pc")")
 real=$(find "$libdir" -maxdepth 1 -name 'libvoxshm.so.*.*.*' -print -quit)
-[ -n "$real" ] && [ -f "$real" ] && [ ! -L "$real" ] || fail "no libvoxshm.so.X.Y.Z file in $libdir"
+if [ -z "$real" ] || [ ! -f "$real" ] || [ -L "$real" ]; then
+  fail "no libvoxshm.so.X.Y.Z file in $libdir"
+fi
 [ -L "$libdir/libvoxshm.so.0" ] || fail "libvoxshm.so.0 is not a symlink"
 [ "$(readlink "$libdir/libvoxshm.so.0")" = "$(basename "$real")" ] || fail "libvoxshm.so.0 does not point at $(basename "$real")"
 [ -L "$libdir/libvoxshm.so" ] || fail "libvoxshm.so is not a symlink"
