@@ -11,8 +11,8 @@
 // scope. Failures are thrown as voxshm::error, which carries the status.
 //
 // Between two processes it looks the same: the channel's two ends (from
-// voxshm::channel_pair() before a fork/spawn, or from voxshm_listener_new /
-// voxshm_connect in voxshm.h) go to a registry in one process and to an
+// voxshm::channel_pair() before a fork/spawn, or from voxshm::listener's
+// accept() and voxshm::connect()) go to a registry in one process and to an
 // attachments object in the other.
 #include <cstdint>
 #include <cstdio>
@@ -65,17 +65,24 @@ int main() try {
     });
 
     bool all_ok = true;
-    for (std::size_t n = 0; n < sizes.size(); n++) {
-        // Wait up to 5 s for the next payload.
-        voxshm::view v = att.recv(5000);
-        bool ok = v.size() == sizes[n];
-        for (std::size_t i = 0; ok && i < v.size(); i++) ok = v.data()[i] == pattern(n, i);
-        std::printf("cpp_example: payload %zu: %zu bytes %s\n", n, v.size(),
-                    ok ? "ok" : "WRONG");
-        all_ok = all_ok && ok;
-        // v is released here, at the end of its scope.
+    std::exception_ptr receiver_error;
+    try {
+        for (std::size_t n = 0; n < sizes.size(); n++) {
+            // Wait up to 5 s for the next payload.
+            voxshm::view v = att.recv(5000);
+            bool ok = v.size() == sizes[n];
+            for (std::size_t i = 0; ok && i < v.size(); i++) ok = v.data()[i] == pattern(n, i);
+            std::printf("cpp_example: payload %zu: %zu bytes %s\n", n, v.size(),
+                        ok ? "ok" : "WRONG");
+            all_ok = all_ok && ok;
+            // v is released here, at the end of its scope.
+        }
+    } catch (...) {
+        receiver_error = std::current_exception();
     }
+    // A std::thread must be joined before it is destroyed, whatever happened.
     sender.join();
+    if (receiver_error) std::rethrow_exception(receiver_error);
     if (sender_error) std::rethrow_exception(sender_error);
     return all_ok ? 0 : 1;
 } catch (const voxshm::error &e) {
