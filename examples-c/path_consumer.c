@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <voxshm.h>
@@ -16,6 +17,12 @@ static int check(const uint8_t *p, size_t len, uint64_t n) {
     for (size_t i = 0; i < len; i++)
         if (p[i] != (uint8_t)((n * 31 + i) % 251)) return 0;
     return 1;
+}
+
+/* Whether a filesystem path exists ("@name" abstract names never do). */
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
 }
 
 static int fail(const char *what, voxshm_status st) {
@@ -30,13 +37,15 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* 1. Connect. VOXSHM_PEER_GONE means nobody listens there (yet): the
-     *    producer may not have started, so try again for up to 10 s. */
+    /* 1. Connect. The producer may not have started yet: then its socket
+     *    file does not exist (VOXSHM_IO) or nobody accepts on it
+     *    (VOXSHM_PEER_GONE). Try again for up to 10 s. */
     int fd = -1;
     voxshm_status st;
     for (int tries = 0;; tries++) {
         st = voxshm_connect(argv[1], &fd);
-        if (st != VOXSHM_PEER_GONE || tries == 100) break;
+        int not_yet = st == VOXSHM_PEER_GONE || (st == VOXSHM_IO && !exists(argv[1]));
+        if (!not_yet || tries == 100) break;
         struct timespec pause = {0, 100 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
