@@ -78,7 +78,9 @@ impl<T> Hub<T> {
                 sys::pollfd(self.wake.raw(), libc::POLLIN),
             ];
             let r = sys::poll(&mut p, deadline);
-            self.wake.clear();
+            if p[1].revents != 0 {
+                self.wake.clear();
+            }
             let mut g = self.lock();
             g.polling = false;
             // Another waiter may take over polling.

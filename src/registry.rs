@@ -754,7 +754,11 @@ impl Registry {
         });
         let mut g = self.hub.lock();
         loop {
-            if self.pump(&mut g.s)? {
+            // Once the receiver has said HELLO there is nothing to read
+            // first: alloc applied the releases, and a receiver that has
+            // gone shows as EPIPE on the send itself. This keeps the hot
+            // path to one system call.
+            if !g.s.peer_hello && self.pump(&mut g.s)? {
                 self.hub.notify(&g);
             }
             check_usable(&g.s)?;
