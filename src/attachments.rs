@@ -636,24 +636,29 @@ impl Attachments {
         self.flush(st);
         if !st.pending_release.is_empty() {
             // The channel is full: wait for room while reading what the
-            // sender sends meanwhile.
-            let b = Ext::Release(
-                st.pending_release[..st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES)]
-                    .to_vec(),
-            )
-            .encode();
-            let n = st.pending_release.len().min(wire::MAX_RELEASE_ENTRIES);
+            // sender sends meanwhile. Only `flush` (which `pump` also
+            // runs) sends releases, so each goes out exactly once.
             let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
-            let sent = self
-                .hub
-                .chan
-                .send(&b, None, deadline, || self.pump_into_queue(st));
-            if sent.is_ok() {
-                Self::count_sent(st, b.len());
-                st.stats.releases_sent += n as u64;
-                st.pending_release.drain(..n);
+            while !st.pending_release.is_empty()
+                && !st.peer_gone
+                && st.poisoned.is_none()
+                && !deadline.expired()
+            {
+                let mut p = [sys::pollfd(
+                    self.hub.chan.raw(),
+                    libc::POLLOUT | libc::POLLIN,
+                )];
+                if sys::poll(&mut p, deadline).is_err() {
+                    break;
+                }
+                if p[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+                    && self.pump_into_queue(st).is_err()
+                {
+                    break;
+                }
                 self.flush(st);
-            } else {
+            }
+            if !st.pending_release.is_empty() && !st.peer_gone {
                 warn!(
                     pending = st.pending_release.len(),
                     "release kept pending: channel full"
