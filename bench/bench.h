@@ -74,7 +74,8 @@ typedef struct bench_plan {
   uint64_t meas_max;     /* at most this many */
   uint64_t meas_ns;      /* measuring ends after this long (past meas_min) */
   uint64_t inflight;     /* bytes a mechanism with its own window may have in flight */
-  int pin;               /* pin producer to CPU 0, consumer to CPU 1 */
+  int pin;               /* pin the producer to cpu_tx and the consumer to cpu_rx */
+  int cpu_tx, cpu_rx;
   int big_buffers;       /* enlarge pipe and socket buffers to the unprivileged maximum */
 } bench_plan;
 
@@ -90,6 +91,7 @@ typedef struct consumer_report {
   uint64_t faults;        /* minor faults over the measured messages */
   uint64_t bad_checksums;
   uint64_t bad_headers;
+  uint64_t work_ns;       /* full mode: time spent reading the measured payloads */
   char error[256];
 } consumer_report;
 
@@ -97,7 +99,8 @@ typedef struct consumer_report {
 typedef struct producer_report {
   uint64_t sent;
   uint64_t measured;
-  uint64_t faults; /* minor faults over the measured messages */
+  uint64_t faults;  /* minor faults over the measured messages */
+  uint64_t work_ns; /* full mode: time spent writing the measured payloads */
 } producer_report;
 
 /* ---- mechanisms -------------------------------------------------------- */
@@ -144,6 +147,8 @@ typedef struct case_result {
   double gbps; /* 10^9 payload bytes per second */
   double faults_tx;
   double faults_rx;
+  double write_us; /* full mode, two processes: mean time writing a payload */
+  double read_us;  /* ... and reading one */
   uint64_t bad;
   /* CPU time other processes used while this case ran, in % of one CPU. */
   double other_cpu_pct;

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -345,7 +346,17 @@ int mech_in_process(const bench_plan *pl, case_result *res) {
   consumer_report crep;
   memset(&prep, 0, sizeof prep);
   memset(&crep, 0, sizeof crep);
+  cpu_set_t saved, one;
+  if (pl->pin) {
+    sched_getaffinity(0, sizeof saved, &saved);
+    CPU_ZERO(&one);
+    CPU_SET(pl->cpu_tx, &one);
+    sched_setaffinity(0, sizeof one, &one);
+  }
   int rc = bench_in_process_loop(pl, buf, &prep, &crep);
+  if (pl->pin) {
+    sched_setaffinity(0, sizeof saved, &saved);
+  }
   bench_free(buf, pl->payload);
   if (rc == 0) {
     bench_fill_result(pl, &prep, &crep, res);

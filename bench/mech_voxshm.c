@@ -107,17 +107,19 @@ static int vx_producer(const bench_plan *pl, void *ctx, void *out) {
   }
   static const tx_ops ops = {vx_acquire, vx_submit, vx_measure_start, vx_prime};
   int rc = bench_producer_loop(pl, &ops, t, out);
+  /* Counted up to the last send: once the consumer hangs up, the registry
+   * retires everything, which is not part of the steady state. */
+  voxshm_registry_stats end;
+  end.struct_size = sizeof end;
+  voxshm_registry_get_stats(t->reg, &end);
+  t->at_start.regions_created = end.regions_created - t->at_start.regions_created;
+  t->at_start.regions_retired = end.regions_retired - t->at_start.regions_retired;
   if (rc == 0) {
     s = voxshm_registry_wait_idle(t->reg, VX_TIMEOUT_MS);
     if (s != VOXSHM_OK) {
       rc = vx_fail("voxshm_registry_wait_idle", s);
     }
   }
-  voxshm_registry_stats end;
-  end.struct_size = sizeof end;
-  voxshm_registry_get_stats(t->reg, &end);
-  t->at_start.regions_created = end.regions_created - t->at_start.regions_created;
-  t->at_start.regions_retired = end.regions_retired - t->at_start.regions_retired;
   voxshm_registry_free(t->reg);
   return rc;
 }

@@ -4,7 +4,7 @@
  * throughput and page faults for each.
  *
  *   voxshm-bench [--quick] [--csv PATH] [--sizes LIST] [--mechanisms LIST]
- *                [--modes LIST] [--no-pin] [--default-buffers] [--slots N]
+ *                [--modes LIST] [--cpus P,C | --no-pin] [--default-buffers] [--slots N]
  *                [--min-inflight SIZE]
  *
  * See docs/benchmarks.md for what is measured and how to read it.
@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ static const uint64_t DEFAULT_SIZES[] = {4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 2
 typedef struct options {
   bool quick;
   bool pin;
+  int cpu_tx, cpu_rx;
   bool big_buffers;
   uint64_t slots;        /* payloads a windowed mechanism keeps in flight */
   uint64_t min_inflight; /* ... but at least this many bytes */
@@ -67,7 +69,8 @@ typedef struct options {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: voxshm-bench [--quick] [--csv PATH] [--sizes LIST] [--mechanisms LIST]\n"
-          "                    [--modes LIST] [--no-pin] [--default-buffers] [--slots N]\n"
+          "                    [--modes LIST] [--cpus P,C | --no-pin] [--default-buffers]\n"
+          "                    [--slots N]\n"
           "                    [--min-inflight SIZE]\n"
           "\n"
           "  --quick             short warm-up and measuring windows (under a minute)\n"
@@ -75,7 +78,9 @@ static void usage(FILE *f) {
           "  --sizes LIST        payload sizes, e.g. 4K,64K,1M,16M,256M (the default)\n"
           "  --mechanisms LIST   any of voxshm,unix_stream,pipe,memfd_per_msg,in_process\n"
           "  --modes LIST        transport, full, or both (the default)\n"
-          "  --no-pin            do not pin the producer to CPU 0 and the consumer to CPU 1\n"
+          "  --cpus P,C          run the producer (and the in-process case) on CPU P and the\n"
+          "                      consumer on CPU C (default 0,1 when there are two CPUs)\n"
+          "  --no-pin            let the scheduler place the processes\n"
           "  --default-buffers   keep the default pipe and socket buffer sizes instead of\n"
           "                      the largest an unprivileged process may set\n"
           "  --slots N           payloads voxshm and memfd-per-message keep in flight\n"
@@ -147,6 +152,8 @@ static bool add_mode(const char *s, options *o) {
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->pin = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
+  o->cpu_tx = 0;
+  o->cpu_rx = 1;
   o->big_buffers = true;
   o->slots = 4;
   o->min_inflight = 4 * MiB;
@@ -160,6 +167,13 @@ static int parse_args(int argc, char **argv, options *o) {
       o->big_buffers = false;
     } else if (strcmp(a, "--no-pin") == 0) {
       o->pin = false;
+    } else if (strcmp(a, "--cpus") == 0 && has_value) {
+      if (sscanf(argv[++i], "%d,%d", &o->cpu_tx, &o->cpu_rx) != 2 || o->cpu_tx < 0 ||
+          o->cpu_rx < 0 || o->cpu_tx >= CPU_SETSIZE || o->cpu_rx >= CPU_SETSIZE) {
+        fprintf(stderr, "voxshm-bench: --cpus needs two CPU numbers, e.g. 0,1\n");
+        return -1;
+      }
+      o->pin = true;
     } else if (strcmp(a, "--slots") == 0 && has_value) {
       o->slots = strtoull(argv[++i], NULL, 10);
       if (o->slots < 1) {
@@ -218,6 +232,8 @@ static bench_plan make_plan(const options *o, int mode, uint64_t payload) {
   p.payload = payload;
   p.mode = mode;
   p.pin = o->pin;
+  p.cpu_tx = o->cpu_tx;
+  p.cpu_rx = o->cpu_rx;
   p.big_buffers = o->big_buffers;
   /* Bytes a mechanism with its own flow control keeps in flight: the
    * voxshm budget and the memfd window. */
@@ -348,6 +364,15 @@ static const case_result *find(const case_result *rs, size_t n, const char *mech
   return NULL;
 }
 
+static const char *label_of(const char *name) {
+  for (size_t i = 0; i < N_MECHS; i++) {
+    if (strcmp(MECHS[i].name, name) == 0) {
+      return MECHS[i].label;
+    }
+  }
+  return name;
+}
+
 static void print_table_header(void) {
   printf("\n%-9s  %8s  %-18s  %8s  %10s  %10s  %10s  %8s  %10s  %10s  %9s  %6s\n", "mode",
          "payload", "mechanism", "messages", "median_us", "p99_us", "mean_us", "GB/s",
@@ -394,9 +419,11 @@ static void print_bar(const case_result *rs, size_t n) {
   const case_result *b = find(rs, n, "voxshm", MODE_TRANSPORT, 256 * MiB);
   if (a != NULL && b != NULL) {
     double r = b->median_us / a->median_us;
-    printf("  1. voxshm transport, 256 MiB vs 4 KiB per-message time: %.3f us vs %.3f us = %.2fx "
-           "(need <= 2x): %s\n",
+    printf("  1. voxshm transport, 256 MiB vs 4 KiB per-message time (median): %.3f us vs %.3f us "
+           "= %.2fx (need <= 2x): %s\n",
            b->median_us, a->median_us, r, r <= 2.0 ? "PASS" : "FAIL");
+    printf("     (mean: %.3f us vs %.3f us = %.2fx)\n", b->mean_us, a->mean_us,
+           b->mean_us / a->mean_us);
   } else {
     printf("  1. not measured (needs voxshm transport at 4 KiB and 256 MiB)\n");
   }
@@ -404,9 +431,11 @@ static void print_bar(const case_result *rs, size_t n) {
   const case_result *u = find(rs, n, "unix_stream", MODE_TRANSPORT, 16 * MiB);
   if (v != NULL && u != NULL) {
     double r = u->median_us / v->median_us;
-    printf("  2. transport at 16 MiB, unix stream vs voxshm per-message time: %.3f us vs %.3f us "
-           "= %.1fx (need >= 100x): %s\n",
+    printf("  2. transport at 16 MiB, unix stream vs voxshm per-message time (median): %.3f us vs "
+           "%.3f us = %.1fx (need >= 100x): %s\n",
            u->median_us, v->median_us, r, r >= 100.0 ? "PASS" : "FAIL");
+    printf("     (mean: %.3f us vs %.3f us = %.1fx)\n", u->mean_us, v->mean_us,
+           u->mean_us / v->mean_us);
   } else {
     printf("  2. not measured (needs voxshm and unix_stream, transport, 16 MiB)\n");
   }
@@ -483,10 +512,14 @@ int main(int argc, char **argv) {
          o.quick ? "quick" : "full", (double)example.warm_ns / 1e9,
          (unsigned long long)example.meas_min, (unsigned long long)example.meas_max,
          (double)example.meas_ns / 1e9);
+  char placement[64] = "processes not pinned";
+  if (o.pin) {
+    snprintf(placement, sizeof placement, "producer on CPU %d, consumer on CPU %d", o.cpu_tx,
+             o.cpu_rx);
+  }
   printf("setup: voxshm and memfd per message keep %llu payloads (at least %s) in flight; %s "
          "pipe and socket buffers; %s\n",
-         (unsigned long long)o.slots, minf, o.big_buffers ? "maximum" : "default",
-         o.pin ? "producer on CPU 0, consumer on CPU 1" : "processes not pinned");
+         (unsigned long long)o.slots, minf, o.big_buffers ? "maximum" : "default", placement);
   printf("per-message time: interval between consecutive completed messages at the consumer, in "
          "steady state; GB/s = 10^9 payload bytes per second\n");
   print_table_header();
@@ -559,6 +592,22 @@ int main(int argc, char **argv) {
     size_label(results[i].payload, sz, sizeof sz);
     printf("  %-9s %8s: %lld / %lld\n", MODE_NAMES[results[i].mode], sz,
            (long long)results[i].regions_created, (long long)results[i].regions_retired);
+  }
+  bool any_work = false;
+  for (size_t i = 0; i < n; i++) {
+    const case_result *r = &results[i];
+    if (r->mode != MODE_FULL || (r->write_us <= 0 && r->read_us <= 0)) {
+      continue;
+    }
+    if (!any_work) {
+      printf("\nfull mode, two processes: mean time per payload in the shared payload code "
+             "(producer: fill; consumer: checksum)\n");
+      any_work = true;
+    }
+    char sz[32];
+    size_label(r->payload, sz, sizeof sz);
+    printf("  %8s  %-18s  write %10.3f us  read %10.3f us\n", sz, label_of(r->mechanism),
+           r->write_us, r->read_us);
   }
   print_bar(results, n);
   printf("\n%zu cases in %.1f s; other processes used %.1f%% of a CPU meanwhile%s\n", n, elapsed,
