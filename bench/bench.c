@@ -511,6 +511,8 @@ void bench_fill_result(const bench_plan *pl, const producer_report *p, const con
   res->gbps = c->measured_ns ? (double)c->measured * (double)pl->payload / (double)c->measured_ns : 0;
   res->faults_tx = p->measured ? (double)p->faults / (double)p->measured : 0;
   res->faults_rx = c->measured ? (double)c->faults / (double)c->measured : 0;
+  res->faults_tx_total = p->faults;
+  res->faults_rx_total = c->faults;
   res->bad = c->bad_checksums + c->bad_headers;
   res->write_us = p->measured ? (double)p->work_ns / (double)p->measured / 1e3 : 0;
   res->read_us = c->measured ? (double)c->work_ns / (double)c->measured / 1e3 : 0;

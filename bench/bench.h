@@ -147,6 +147,8 @@ typedef struct case_result {
   double gbps; /* 10^9 payload bytes per second */
   double faults_tx;
   double faults_rx;
+  uint64_t faults_tx_total; /* over all measured messages */
+  uint64_t faults_rx_total;
   double write_us; /* full mode, two processes: mean time writing a payload */
   double read_us;  /* ... and reading one */
   uint64_t bad;
