@@ -711,9 +711,14 @@ impl Attachments {
         }
         self.flush(st);
         // A full channel: wait for room while reading what the sender sends
-        // meanwhile (so neither side blocks the other), flushing as it frees.
+        // meanwhile (so neither side blocks the other). Only `flush` (which
+        // `pump` also runs) sends releases, so each goes out exactly once.
         let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
-        while !st.pending_release.is_empty() && !st.peer_gone && !deadline.expired() {
+        while !st.pending_release.is_empty()
+            && !st.peer_gone
+            && st.poisoned.is_none()
+            && !deadline.expired()
+        {
             let mut p = [sys::pollfd(
                 self.hub.chan.raw(),
                 libc::POLLOUT | libc::POLLIN,
@@ -721,7 +726,7 @@ impl Attachments {
             if sys::poll(&mut p, deadline).is_err() {
                 break;
             }
-            if p[0].revents & (libc::POLLIN | libc::POLLHUP) != 0
+            if p[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
                 && self.pump_into_queue(st).is_err()
             {
                 // Poisoned: nothing more is read or sent on this channel.

@@ -5,7 +5,9 @@
 //! a wake-up eventfd; only one thread polls at a time, the others sleep on a
 //! condition variable. Whoever changes the state under the mutex calls
 //! `notify`, which wakes both kinds of sleeper, so no wake-up is lost and no
-//! thread ever sleeps in a loop.
+//! thread ever sleeps in a loop. Both wake-ups cost a system call, so
+//! `notify` makes them only when a thread is actually asleep: a handle used
+//! from one thread pays nothing for it.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -22,6 +24,8 @@ pub struct Hub<T> {
 
 pub struct Slot<T> {
     polling: bool,
+    /// Threads asleep on the condition variable.
+    sleepers: usize,
     pub s: T,
 }
 
@@ -37,6 +41,7 @@ impl<T> Hub<T> {
         Ok(Hub {
             m: Mutex::new(Slot {
                 polling: false,
+                sleepers: 0,
                 s: state,
             }),
             cv: Condvar::new(),
@@ -58,7 +63,12 @@ impl<T> Hub<T> {
 
     /// Wakes every thread waiting on this handle so it re-checks the state.
     pub fn notify(&self, g: &Guard<'_, T>) {
-        self.cv.notify_all();
+        // `sleepers` only changes under the mutex, which the caller holds,
+        // and a sleeper counts itself before the condition variable
+        // releases the mutex: no sleeper can be missed.
+        if g.sleepers > 0 {
+            self.cv.notify_all();
+        }
         if g.polling {
             self.wake.signal();
         }
@@ -84,11 +94,14 @@ impl<T> Hub<T> {
             let mut g = self.lock();
             g.polling = false;
             // Another waiter may take over polling.
-            self.cv.notify_all();
+            if g.sleepers > 0 {
+                self.cv.notify_all();
+            }
             r?;
             Ok(g)
         } else {
-            Ok(match deadline.remaining() {
+            g.sleepers += 1;
+            let mut g = match deadline.remaining() {
                 None => self.cv.wait(g).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     self.cv
@@ -96,7 +109,9 @@ impl<T> Hub<T> {
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
-            })
+            };
+            g.sleepers -= 1;
+            Ok(g)
         }
     }
 }
