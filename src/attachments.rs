@@ -141,7 +141,9 @@ impl Attachments {
             maps: HashMap::new(),
             retired: HashMap::new(),
             mapped_bytes: 0,
-            queue: VecDeque::new(),
+            // Room for a burst of references without growing (and page
+            // faulting) in the steady state.
+            queue: VecDeque::with_capacity(4096),
             pending_release: Vec::new(),
             pending_acks: Vec::new(),
             poisoned: None,
