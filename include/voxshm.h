@@ -243,9 +243,21 @@ typedef void (*voxshm_log_fn)(void *user_data, int32_t level, const char *target
  * `map_offset` in region (`map_id`, `map_generation`).
  */
 typedef struct voxshm_ref {
+  /**
+   * Region number, reused only with a higher generation.
+   */
   uint32_t map_id;
+  /**
+   * Generation of the region (starts at 1).
+   */
   uint32_t map_generation;
+  /**
+   * Byte offset of the payload in the region.
+   */
   uint64_t map_offset;
+  /**
+   * Payload length in bytes.
+   */
   uint32_t payload_len;
   /**
    * Always zero.
@@ -296,11 +308,29 @@ typedef struct voxshm_registry_options {
  * other fields identify it to the registry; do not change them.
  */
 typedef struct voxshm_allocation {
+  /**
+   * First writable byte.
+   */
   uint8_t *data;
+  /**
+   * Writable bytes at `data` (the request rounded up to 64).
+   */
   size_t capacity;
+  /**
+   * Region of the allocation.
+   */
   uint32_t map_id;
+  /**
+   * Generation of that region.
+   */
   uint32_t map_generation;
+  /**
+   * Offset of `data` in the region.
+   */
   uint64_t map_offset;
+  /**
+   * Identifies this allocation to the registry.
+   */
   uint64_t token;
 } voxshm_allocation;
 
@@ -309,6 +339,9 @@ typedef struct voxshm_allocation {
  * `sizeof(voxshm_registry_stats)` before calling `voxshm_registry_get_stats`.
  */
 typedef struct voxshm_registry_stats {
+  /**
+   * Set by the caller to the size of this struct.
+   */
   size_t struct_size;
   /**
    * Regions currently held (mapped, with their fd open).
@@ -322,6 +355,9 @@ typedef struct voxshm_registry_stats {
    * The configured budget and keep-warm amount.
    */
   uint64_t budget;
+  /**
+   * The configured keep-warm amount.
+   */
   uint64_t keep_warm;
   /**
    * Published payloads the receiver has not released yet.
@@ -335,13 +371,37 @@ typedef struct voxshm_registry_stats {
    * File descriptors this registry holds.
    */
   uint64_t open_fds;
+  /**
+   * Messages sent on the channel.
+   */
   uint64_t messages_sent;
+  /**
+   * Bytes of those messages.
+   */
   uint64_t bytes_sent;
+  /**
+   * Messages received on the channel.
+   */
   uint64_t messages_received;
+  /**
+   * Bytes of those messages.
+   */
   uint64_t bytes_received;
+  /**
+   * Regions created so far.
+   */
   uint64_t regions_created;
+  /**
+   * Regions retired so far.
+   */
   uint64_t regions_retired;
+  /**
+   * Payloads published or sent so far.
+   */
   uint64_t payloads_published;
+  /**
+   * Bytes of those payloads.
+   */
   uint64_t payload_bytes_published;
   /**
    * Minor page faults of the whole process so far (`getrusage`).
@@ -388,7 +448,13 @@ typedef struct voxshm_attachments_options {
  * validate before trusting them.
  */
 typedef struct voxshm_view {
+  /**
+   * First readable byte (read-only memory).
+   */
   const uint8_t *data;
+  /**
+   * Readable bytes at `data`.
+   */
   size_t len;
   /**
    * The reference this view was resolved from.
@@ -402,17 +468,29 @@ typedef struct voxshm_view {
  * `voxshm_attachments_stats`.
  */
 typedef struct voxshm_attachments_stats {
+  /**
+   * Set by the caller to the size of this struct.
+   */
   size_t struct_size;
   /**
    * Regions currently mapped, and their bytes.
    */
   uint64_t mappings;
+  /**
+   * Bytes of those regions.
+   */
   uint64_t mapped_bytes;
   /**
    * The configured limits.
    */
   uint64_t max_mappings;
+  /**
+   * The configured most bytes mapped at once.
+   */
   uint64_t max_mapped_bytes;
+  /**
+   * The configured largest region accepted.
+   */
   uint64_t max_single_mapping;
   /**
    * Views resolved and not yet released.
@@ -431,14 +509,41 @@ typedef struct voxshm_attachments_stats {
    * they are mapped).
    */
   uint64_t open_fds;
+  /**
+   * Messages sent on the channel.
+   */
   uint64_t messages_sent;
+  /**
+   * Bytes of those messages.
+   */
   uint64_t bytes_sent;
+  /**
+   * Messages received on the channel.
+   */
   uint64_t messages_received;
+  /**
+   * Bytes of those messages.
+   */
   uint64_t bytes_received;
+  /**
+   * ATTACH messages received.
+   */
   uint64_t attaches_received;
+  /**
+   * ATTACH messages rejected (validation or limits).
+   */
   uint64_t attaches_rejected;
+  /**
+   * References received over the channel.
+   */
   uint64_t refs_received;
+  /**
+   * Releases sent back to the sender.
+   */
   uint64_t releases_sent;
+  /**
+   * Regions retired so far.
+   */
   uint64_t regions_retired;
   /**
    * Minor page faults of the whole process so far (`getrusage`).

@@ -55,9 +55,13 @@ pub const VOXSHM_ATTACHMENTS_VOX_COMPAT: u32 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct voxshm_ref {
+    /// Region number, reused only with a higher generation.
     pub map_id: u32,
+    /// Generation of the region (starts at 1).
     pub map_generation: u32,
+    /// Byte offset of the payload in the region.
     pub map_offset: u64,
+    /// Payload length in bytes.
     pub payload_len: u32,
     /// Always zero.
     pub reserved: u32,
@@ -92,11 +96,17 @@ impl From<voxshm_ref> for Ref {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct voxshm_allocation {
+    /// First writable byte.
     pub data: *mut u8,
+    /// Writable bytes at `data` (the request rounded up to 64).
     pub capacity: usize,
+    /// Region of the allocation.
     pub map_id: u32,
+    /// Generation of that region.
     pub map_generation: u32,
+    /// Offset of `data` in the region.
     pub map_offset: u64,
+    /// Identifies this allocation to the registry.
     pub token: u64,
 }
 
@@ -107,7 +117,9 @@ pub struct voxshm_allocation {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct voxshm_view {
+    /// First readable byte (read-only memory).
     pub data: *const u8,
+    /// Readable bytes at `data`.
     pub len: usize,
     /// The reference this view was resolved from.
     pub reference: voxshm_ref,
@@ -163,6 +175,7 @@ pub struct voxshm_attachments_options {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct voxshm_registry_stats {
+    /// Set by the caller to the size of this struct.
     pub struct_size: usize,
     /// Regions currently held (mapped, with their fd open).
     pub regions: u64,
@@ -170,6 +183,7 @@ pub struct voxshm_registry_stats {
     pub mapped_bytes: u64,
     /// The configured budget and keep-warm amount.
     pub budget: u64,
+    /// The configured keep-warm amount.
     pub keep_warm: u64,
     /// Published payloads the receiver has not released yet.
     pub live_leases: u64,
@@ -177,13 +191,21 @@ pub struct voxshm_registry_stats {
     pub allocations: u64,
     /// File descriptors this registry holds.
     pub open_fds: u64,
+    /// Messages sent on the channel.
     pub messages_sent: u64,
+    /// Bytes of those messages.
     pub bytes_sent: u64,
+    /// Messages received on the channel.
     pub messages_received: u64,
+    /// Bytes of those messages.
     pub bytes_received: u64,
+    /// Regions created so far.
     pub regions_created: u64,
+    /// Regions retired so far.
     pub regions_retired: u64,
+    /// Payloads published or sent so far.
     pub payloads_published: u64,
+    /// Bytes of those payloads.
     pub payload_bytes_published: u64,
     /// Minor page faults of the whole process so far (`getrusage`).
     pub minor_faults: u64,
@@ -195,13 +217,17 @@ pub struct voxshm_registry_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct voxshm_attachments_stats {
+    /// Set by the caller to the size of this struct.
     pub struct_size: usize,
     /// Regions currently mapped, and their bytes.
     pub mappings: u64,
+    /// Bytes of those regions.
     pub mapped_bytes: u64,
     /// The configured limits.
     pub max_mappings: u64,
+    /// The configured most bytes mapped at once.
     pub max_mapped_bytes: u64,
+    /// The configured largest region accepted.
     pub max_single_mapping: u64,
     /// Views resolved and not yet released.
     pub live_views: u64,
@@ -212,14 +238,23 @@ pub struct voxshm_attachments_stats {
     /// File descriptors this handle holds (region fds are closed as soon as
     /// they are mapped).
     pub open_fds: u64,
+    /// Messages sent on the channel.
     pub messages_sent: u64,
+    /// Bytes of those messages.
     pub bytes_sent: u64,
+    /// Messages received on the channel.
     pub messages_received: u64,
+    /// Bytes of those messages.
     pub bytes_received: u64,
+    /// ATTACH messages received.
     pub attaches_received: u64,
+    /// ATTACH messages rejected (validation or limits).
     pub attaches_rejected: u64,
+    /// References received over the channel.
     pub refs_received: u64,
+    /// Releases sent back to the sender.
     pub releases_sent: u64,
+    /// Regions retired so far.
     pub regions_retired: u64,
     /// Minor page faults of the whole process so far (`getrusage`).
     pub minor_faults: u64,
