@@ -141,9 +141,10 @@ impl Attachments {
             maps: HashMap::new(),
             retired: HashMap::new(),
             mapped_bytes: 0,
-            // Room for a burst of references without growing (and page
-            // faulting) in the steady state.
-            queue: VecDeque::with_capacity(4096),
+            // Room for a burst of references. Kept small on purpose: the
+            // ring walks through all of its capacity, so a large one would
+            // touch (and fault in) a new page every few hundred payloads.
+            queue: VecDeque::with_capacity(64),
             pending_release: Vec::new(),
             pending_acks: Vec::new(),
             poisoned: None,

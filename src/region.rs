@@ -110,8 +110,11 @@ impl Region {
                 return Err(Error::os("fallocate (reserving region space)", err));
             }
         }
+        // MAP_POPULATE: the page tables are filled now, once per region,
+        // so writing payloads takes no page faults later.
         let map = MmapOptions::new()
             .len(len as usize)
+            .populate()
             .map_raw(raw)
             .map_err(|e| Error::os("mmap (sender region)", e))?;
         let mut seals = 0;
@@ -260,8 +263,13 @@ impl Mapping {
                 ),
             ));
         }
+        // MAP_POPULATE, as on the sender's side: reading payloads takes no
+        // page faults later. On an unsealed file the sender could shrink,
+        // populating stops at the end of the file and the mapping still
+        // succeeds.
         let map = MmapOptions::new()
             .len(mapping_length as usize)
+            .populate()
             .map_raw_read_only(raw)
             .map_err(|e| Error::os("mmap (receiver, read-only)", e))?;
         drop(fd);
