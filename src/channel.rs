@@ -294,7 +294,8 @@ impl Channel {
 
     /// Receives one message without blocking.
     pub fn try_recv(&self) -> Result<Recv> {
-        let mut buf = [0u8; crate::wire::MAX_MESSAGE_LEN + 1];
+        // Not zeroed: the kernel writes the `n` bytes that are read back.
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); crate::wire::MAX_MESSAGE_LEN + 1];
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -364,7 +365,12 @@ impl Channel {
             return Ok(Recv::Eof);
         }
         Ok(Recv::Msg(Message {
-            bytes: buf[..n.min(buf.len())].to_vec(),
+            // SAFETY: recvmsg wrote the first `n` bytes of `buf` (n is at
+            // most its length: the kernel truncates, never overruns).
+            bytes: unsafe {
+                std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n.min(buf.len()))
+            }
+            .to_vec(),
             fds,
             ctrunc: msg.msg_flags & libc::MSG_CTRUNC != 0,
             trunc: msg.msg_flags & libc::MSG_TRUNC != 0 || n > crate::wire::MAX_MESSAGE_LEN,
