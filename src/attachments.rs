@@ -261,12 +261,6 @@ impl Attachments {
     /// validation stops the reading and its error is returned (the
     /// channel stays usable); a malformed message poisons the channel.
     fn pump(&self, st: &mut State) -> Result<bool> {
-        self.pump_until(st, false)
-    }
-
-    /// `pump`, stopping early once a reference is queued when `until_ref`
-    /// is set (so `recv` costs one system call per payload in a stream).
-    fn pump_until(&self, st: &mut State, until_ref: bool) -> Result<bool> {
         Self::check_poisoned(st)?;
         let mut changed = false;
         self.flush(st);
@@ -290,9 +284,6 @@ impl Attachments {
             st.stats.messages_received += 1;
             st.stats.bytes_received += m.bytes.len() as u64;
             self.apply(st, m)?;
-            if until_ref && !st.queue.is_empty() {
-                break;
-            }
         }
         Ok(changed)
     }
@@ -600,7 +591,7 @@ impl Attachments {
                 }
                 return res;
             }
-            if self.pump_until(&mut g.s, true)? {
+            if self.pump(&mut g.s)? {
                 self.hub.notify(&g);
                 continue;
             }
