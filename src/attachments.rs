@@ -666,7 +666,8 @@ impl Attachments {
                     format!("view of {r:?} is not held: never resolved, or released already"),
                 )
             })?;
-        // SAFETY-free check: the view must point where the reference says.
+        // The view must point where its reference says (a caller may have
+        // changed the struct); only addresses are compared, nothing is read.
         if v.data != m.map.base().wrapping_add(r.map_offset as usize)
             || v.len != r.payload_len as u64
         {
