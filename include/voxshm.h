@@ -638,8 +638,9 @@ void voxshm_listener_free(struct voxshm_listener *listener);
 /**
  * Connects to a listener at `path` (`@name` for an abstract name) and
  * writes the connected fd to `*out_fd`; it is the caller's. Returns
- * `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (nobody listens there) or
- * `VOXSHM_IO`.
+ * `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (the socket exists but
+ * nobody listens on it, or an abstract name nobody holds) or `VOXSHM_IO`
+ * (e.g. no such path yet: the message names the errno).
  */
 enum voxshm_status voxshm_connect(const char *path, int *out_fd);
 

@@ -594,8 +594,9 @@ pub extern "C" fn voxshm_listener_free(listener: *mut voxshm_listener) {
 
 /// Connects to a listener at `path` (`@name` for an abstract name) and
 /// writes the connected fd to `*out_fd`; it is the caller's. Returns
-/// `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (nobody listens there) or
-/// `VOXSHM_IO`.
+/// `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (the socket exists but
+/// nobody listens on it, or an abstract name nobody holds) or `VOXSHM_IO`
+/// (e.g. no such path yet: the message names the errno).
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_connect(path: *const c_char, out_fd: *mut c_int) -> voxshm_status {
     guard(|| {
