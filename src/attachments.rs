@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 
 use crate::channel::{Channel, Message, Recv};
 use crate::error::{Error, Result, Status};
-use crate::hub::Hub;
+use crate::hub::{Guard, Hub};
 use crate::region::{Limits, Mapping};
 use crate::sys::{self, Deadline};
 use crate::wire::{self, Attach, Ext, Ref};
@@ -255,6 +255,15 @@ impl Attachments {
                 st.mapped_bytes -= m.map.len();
             }
         }
+    }
+    /// `pump` under the handle's lock, waking the other waiters when it
+    /// changed anything.
+    fn pump_notify(&self, g: &mut Guard<'_, State>) -> Result<bool> {
+        let changed = self.pump(&mut g.s)?;
+        if changed {
+            self.hub.notify(g);
+        }
+        Ok(changed)
     }
 
     /// Reads and applies every waiting message. An ATTACH that fails
@@ -591,8 +600,7 @@ impl Attachments {
                 }
                 return res;
             }
-            if self.pump(&mut g.s)? {
-                self.hub.notify(&g);
+            if self.pump_notify(&mut g)? {
                 continue;
             }
             if g.s.peer_gone {
@@ -619,10 +627,7 @@ impl Attachments {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         loop {
-            let changed = self.pump(&mut g.s)?;
-            if changed {
-                self.hub.notify(&g);
-            }
+            let changed = self.pump_notify(&mut g)?;
             match self.check(&g.s, r) {
                 Ok(p) => return Ok(Self::take_view(&mut g.s, *r, p)),
                 Err(e)
@@ -756,9 +761,7 @@ impl Attachments {
     /// driving their own event loop.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
-        if self.pump(&mut g.s)? {
-            self.hub.notify(&g);
-        }
+        self.pump_notify(&mut g)?;
         Ok(())
     }
 
@@ -780,9 +783,7 @@ impl Attachments {
 
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        if let Ok(true) = self.pump(&mut g.s) {
-            self.hub.notify(&g);
-        }
+        let _ = self.pump_notify(&mut g);
         g.s.peer_gone
     }
 }

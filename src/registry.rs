@@ -240,6 +240,15 @@ impl Registry {
         info!(reclaimed, "registry: receiver gone, leases reclaimed");
         self.retire_idle(st, 0);
     }
+    /// `pump` under the handle's lock, waking the other waiters when it
+    /// changed anything.
+    fn pump_notify(&self, g: &mut Guard<'_, State>) -> Result<bool> {
+        let changed = self.pump(&mut g.s)?;
+        if changed {
+            self.hub.notify(g);
+        }
+        Ok(changed)
+    }
 
     /// Reads and applies every message waiting on the channel. Returns an
     /// error if the channel is (or just became) poisoned.
@@ -526,9 +535,7 @@ impl Registry {
         let mut g = self.hub.lock();
         loop {
             check_usable(&g.s)?;
-            if self.pump(&mut g.s)? {
-                self.hub.notify(&g);
-            }
+            self.pump_notify(&mut g)?;
             check_usable(&g.s)?;
             if let Some(a) = Self::take_space(&mut g.s, need) {
                 return Ok(a);
@@ -673,13 +680,13 @@ impl Registry {
             })
     }
 
-    /// Checks a publish request and marks the lease published.
-    fn mark_published(st: &mut State, a: &Allocation, len: u64) -> Result<Ref> {
-        let r = Self::check_publish(st, a, len)?;
+    /// Marks the lease of `a` published as `r`, which `check_publish`
+    /// returned for it.
+    fn mark_published(st: &mut State, a: &Allocation, r: &Ref) -> Result<()> {
         Self::lease_mut(st, a)?.published = Some(r.payload_len);
         st.live_leases += 1;
         st.allocations -= 1;
-        Ok(r)
+        Ok(())
     }
 
     /// Checks a publish request without changing anything.
@@ -725,11 +732,10 @@ impl Registry {
     /// ordered before the reference by a release fence.
     pub fn publish(&self, a: &Allocation, len: u64) -> Result<Ref> {
         let mut g = self.hub.lock();
-        if self.pump(&mut g.s)? {
-            self.hub.notify(&g);
-        }
+        self.pump_notify(&mut g)?;
         check_usable(&g.s)?;
-        let r = Self::mark_published(&mut g.s, a, len)?;
+        let r = Self::check_publish(&mut g.s, a, len)?;
+        Self::mark_published(&mut g.s, a, &r)?;
         Self::trim(&mut g.s, &r);
         Self::count_published(&mut g.s, &r);
         fence(Ordering::Release);
@@ -758,8 +764,8 @@ impl Registry {
             // first: alloc applied the releases, and a receiver that has
             // gone shows as EPIPE on the send itself. This keeps the hot
             // path to one system call.
-            if !g.s.peer_hello && self.pump(&mut g.s)? {
-                self.hub.notify(&g);
+            if !g.s.peer_hello {
+                self.pump_notify(&mut g)?;
             }
             check_usable(&g.s)?;
             Self::lease_mut(&mut g.s, a)?;
@@ -801,7 +807,7 @@ impl Registry {
         // every published lease) the allocation is still the caller's.
         self.send_blocking(st, &Ext::Ref(r).encode(), None, deadline)?;
         // Nothing the drain above applied can touch an unpublished lease.
-        Self::mark_published(st, a, len)?;
+        Self::mark_published(st, a, &r)?;
         Self::trim(st, &r);
         Self::count_published(st, &r);
         Ok(())
@@ -827,9 +833,7 @@ impl Registry {
     /// acknowledgements, hang-up. For callers driving their own event loop.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
-        if self.pump(&mut g.s)? {
-            self.hub.notify(&g);
-        }
+        self.pump_notify(&mut g)?;
         check_usable(&g.s)?;
         // Retirements that found the channel full are retried here.
         self.retire_idle(&mut g.s, self.opts.keep_warm);
@@ -845,9 +849,7 @@ impl Registry {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         loop {
-            if self.pump(&mut g.s)? {
-                self.hub.notify(&g);
-            }
+            self.pump_notify(&mut g)?;
             self.retire_idle(&mut g.s, self.opts.keep_warm);
             if g.s.live_leases == 0 && !g.s.regions.values().any(|r| r.retiring) {
                 if g.s.lost_leases > 0 {
@@ -889,9 +891,7 @@ impl Registry {
     /// True once the receiver has hung up.
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        if let Ok(true) = self.pump(&mut g.s) {
-            self.hub.notify(&g);
-        }
+        let _ = self.pump_notify(&mut g);
         g.s.peer_gone
     }
 }
