@@ -586,9 +586,6 @@ impl Attachments {
                     Ok(p) => Ok(Self::take_view(&mut g.s, r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");
-                        if g.s.peer_gone {
-                            Self::drop_unviewed(&mut g.s);
-                        }
                         g.s.pending_release.push(r);
                         self.flush(&mut g.s);
                         Err(e)
