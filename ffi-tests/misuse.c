@@ -601,17 +601,19 @@ static void sender_gone(void) {
   CHECK_STATUS(voxshm_attachments_recv(att, 1000, &v), VOXSHM_PEER_GONE);
   CHECK_STATUS(voxshm_attachments_recv(att, -1, &v), VOXSHM_PEER_GONE);
   CHECK_PATTERN(v1.data, v1.len, 1);
-  /* Nothing more will arrive: resolve does not wait for it. */
+  /* Nothing more will arrive: resolve does not wait for it, and says why. */
   voxshm_ref r = {99, 1, 0, 10, 0};
-  CHECK_STATUS(voxshm_attachments_resolve(att, &r, -1, &v), VOXSHM_UNKNOWN_MAP);
+  CHECK_STATUS(voxshm_attachments_resolve(att, &r, -1, &v), VOXSHM_PEER_GONE);
   CHECK_OK(voxshm_attachments_release(att, &v1));
   CHECK_STATUS(voxshm_attachments_release(att, &v1), VOXSHM_INVALID_VIEW);
   voxshm_attachments_stats as;
   as.struct_size = sizeof as;
   CHECK_OK(voxshm_attachments_get_stats(att, &as));
   CHECK(as.live_views == 0);
-  /* Regions nobody views any more are unmapped. */
-  CHECK(as.mappings == 0 && as.mapped_bytes == 0);
+  /* resolve was used on this handle, so references from the caller's own
+     transport may still come: the gone sender's regions stay mapped until
+     the handle is freed. */
+  CHECK(as.mappings > 0);
   voxshm_attachments_free(att);
 }
 

@@ -800,13 +800,11 @@ int voxshm_attachments_fd(const struct voxshm_attachments *attachments);
  * writes its view to `*out`. Release the view when done with it.
  * Returns `VOXSHM_TIMEOUT` (nothing arrived), `VOXSHM_PEER_GONE` (the
  * sender is gone and everything it sent was taken), `VOXSHM_PROTOCOL`
- * (poisoned channel), and, when the call read a region announcement that
- * failed validation, that failure: `VOXSHM_NOT_REGULAR_FILE`,
- * `VOXSHM_FILE_TOO_SHORT`, `VOXSHM_NOT_SEALED`,
- * `VOXSHM_TOO_MANY_MAPPINGS`, `VOXSHM_MAPPED_BYTES_LIMIT`,
- * `VOXSHM_MAPPING_TOO_LARGE`, `VOXSHM_DUPLICATE_ATTACH`; a reference that
- * does not resolve returns the `voxshm_attachments_resolve` status and is
- * handed back to the sender.
+ * (poisoned channel); a reference that does not resolve returns the
+ * `voxshm_attachments_resolve` status (for a reference into a region whose
+ * announcement was rejected: the rejection, e.g. `VOXSHM_NOT_SEALED`) and
+ * is handed back to the sender. Only the fate of the reference it took is
+ * reported, never another region's.
  */
 enum voxshm_status voxshm_attachments_recv(const struct voxshm_attachments *attachments, int64_t timeout_ms, struct voxshm_view *out_view);
 
@@ -814,11 +812,24 @@ enum voxshm_status voxshm_attachments_recv(const struct voxshm_attachments *atta
  * Resolves a reference that came over a transport of the caller's own
  * into a view, waiting up to `timeout_ms` for its region to arrive. Checks
  * in this order, each with its own status: `VOXSHM_PROTOCOL` (poisoned),
- * `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_REF_OVERFLOW`,
- * `VOXSHM_OUT_OF_BOUNDS`; `VOXSHM_TIMEOUT` when a positive timeout passed
- * without the region arriving (with timeout 0: `VOXSHM_UNKNOWN_MAP` at
- * once). Also returns the ATTACH validation statuses of
- * `voxshm_attachments_recv`, `VOXSHM_INVALID_ARGUMENT`.
+ * `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_ZERO_LENGTH`,
+ * `VOXSHM_REF_OVERFLOW`, `VOXSHM_OUT_OF_BOUNDS`; `VOXSHM_TIMEOUT` when a
+ * positive timeout passed without the region arriving (with timeout 0:
+ * `VOXSHM_UNKNOWN_MAP` at once). A reference into a region whose
+ * announcement was rejected fails at once with that rejection
+ * (`VOXSHM_NOT_REGULAR_FILE`, `VOXSHM_FILE_TOO_SHORT`, `VOXSHM_NOT_SEALED`,
+ * `VOXSHM_TOO_MANY_MAPPINGS`, `VOXSHM_MAPPED_BYTES_LIMIT`,
+ * `VOXSHM_MAPPING_TOO_LARGE`, `VOXSHM_STALE_GENERATION`,
+ * `VOXSHM_RESOURCE_EXHAUSTED` when this process had no free fd to receive
+ * it); other regions' rejections are not reported here.
+ *
+ * After the sender is gone: once this function has been called on a
+ * handle, every region the sender had announced stays mapped, and its
+ * references resolve, until the handle is freed (references may still be
+ * travelling over your own transport); a handle that never called it
+ * unmaps a gone sender's region as soon as no view and no queued reference
+ * needs it. A reference into a region that is not mapped then fails with
+ * `VOXSHM_PEER_GONE`. Also returns `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_attachments_resolve(const struct voxshm_attachments *attachments, const struct voxshm_ref *reference, int64_t timeout_ms, struct voxshm_view *out_view);
 
@@ -832,9 +843,11 @@ enum voxshm_status voxshm_attachments_release(const struct voxshm_attachments *a
 
 /**
  * Applies whatever the sender sent (regions, references, retirements,
- * hang-up) without waiting, and sends pending releases. Returns the ATTACH
- * validation statuses of `voxshm_attachments_recv`, `VOXSHM_PROTOCOL`,
- * `VOXSHM_INVALID_ARGUMENT`.
+ * hang-up) without waiting, and sends pending releases. Reads at most 1024
+ * messages per call (the fd stays readable if more wait). Returns the
+ * first region rejection it met (the statuses listed under
+ * `voxshm_attachments_resolve`) after applying everything else,
+ * `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_attachments_poll(const struct voxshm_attachments *attachments);
 

@@ -94,13 +94,23 @@ impl Mapped {
 
 struct State {
     maps: HashMap<u32, Mapped>,
-    /// Newest generation of each map_id that was retired and unmapped, so
-    /// a late reference to it is reported stale rather than unknown.
-    retired: HashMap<u32, u32>,
+    /// The highest generation ever attached (mapped or rejected) for each
+    /// map_id. An ATTACH must carry a higher one, so a retired generation
+    /// can never be mapped again and its references stay stale, whatever
+    /// the sender does (ABA protection does not rest on the sender alone).
+    highest: HashMap<u32, u32>,
+    /// Regions whose ATTACH was rejected, with the rejection: references
+    /// into them fail at once with it, and their RETIRE is acknowledged.
+    rejected: HashMap<u32, (u32, Error)>,
     mapped_bytes: u64,
     queue: VecDeque<Ref>,
     pending_release: Vec<Ref>,
-    pending_acks: Vec<Ext>,
+    pending_acks: VecDeque<Ext>,
+    /// `resolve` was called: references may be travelling over the
+    /// caller's own transport, so a gone sender's regions stay mapped.
+    out_of_band: bool,
+    /// The first ATTACH rejection `pump` met since `poll` last looked.
+    rejection: Option<Error>,
     poisoned: Option<Error>,
     peer_gone: bool,
     live_views: u64,
@@ -113,9 +123,19 @@ pub struct Attachments {
     opts: AttachmentsOptions,
 }
 
-/// Most references queued from the channel and not yet received; a sender
-/// that goes past it is flooding and the channel is poisoned.
-const MAX_QUEUED_REFS: usize = 1 << 20;
+/// Most references queued from the channel and not yet received. Beyond
+/// it the channel is not read until `recv` takes some, so the socket
+/// buffer fills and the sender waits (its memory is bounded by its budget,
+/// this side's by this number).
+const MAX_QUEUED_REFS: usize = 1 << 16;
+
+/// Most messages one call reads from the channel, so a call with a timeout
+/// of 0 takes bounded time however fast the sender writes.
+const MAX_MESSAGES_PER_PUMP: usize = 1024;
+
+/// Most distinct map_ids remembered (mapped, rejected or retired). A sender
+/// reuses the map_ids of retired regions, so only a hostile one gets near.
+const MAX_KNOWN_MAP_IDS: usize = 1 << 16;
 
 fn protocol(msg: String) -> Error {
     Error::new(Status::VOXSHM_PROTOCOL, msg)
@@ -139,14 +159,17 @@ impl Attachments {
         }
         let st = State {
             maps: HashMap::new(),
-            retired: HashMap::new(),
+            highest: HashMap::new(),
+            rejected: HashMap::new(),
             mapped_bytes: 0,
             // Room for a burst of references. Kept small on purpose: the
             // ring walks through all of its capacity, so a large one would
             // touch (and fault in) a new page every few hundred payloads.
             queue: VecDeque::with_capacity(64),
             pending_release: Vec::new(),
-            pending_acks: Vec::new(),
+            pending_acks: VecDeque::new(),
+            out_of_band: false,
+            rejection: None,
             poisoned: None,
             peer_gone: false,
             live_views: 0,
@@ -242,8 +265,14 @@ impl Attachments {
     }
 
     /// Unmaps what nobody views and no queued reference points into: the
-    /// sender is gone, so nothing else can resolve into it.
+    /// sender is gone, so nothing else can resolve into it. Not after
+    /// `resolve` was used: a reference may still be on its way over the
+    /// caller's own transport, so the regions stay until the handle is
+    /// freed.
     fn drop_unviewed(st: &mut State) {
+        if st.out_of_band {
+            return;
+        }
         let gone: Vec<u32> = st
             .maps
             .iter()
@@ -254,6 +283,9 @@ impl Attachments {
             if let Some(m) = st.maps.remove(&id) {
                 st.mapped_bytes -= m.map.len();
             }
+            // Not retired: a reference into it is answered "sender gone",
+            // not "stale" (no newer generation can come any more).
+            st.highest.remove(&id);
         }
     }
     /// `pump` under the handle's lock, waking the other waiters when it
@@ -266,14 +298,19 @@ impl Attachments {
         Ok(changed)
     }
 
-    /// Reads and applies every waiting message. An ATTACH that fails
-    /// validation stops the reading and its error is returned (the
-    /// channel stays usable); a malformed message poisons the channel.
+    /// Reads and applies waiting messages: at most `MAX_MESSAGES_PER_PUMP`
+    /// per call, and none while `MAX_QUEUED_REFS` references wait for
+    /// `recv`. An ATTACH that fails validation rejects only its region (it
+    /// is remembered, and the first such error of the call is kept in
+    /// `st.rejection` for `poll`); a malformed message poisons the channel
+    /// and is returned.
     fn pump(&self, st: &mut State) -> Result<bool> {
         Self::check_poisoned(st)?;
         let mut changed = false;
         self.flush(st);
-        while !st.peer_gone {
+        let mut budget = MAX_MESSAGES_PER_PUMP;
+        while !st.peer_gone && budget > 0 && st.queue.len() < MAX_QUEUED_REFS {
+            budget -= 1;
             let m = match self.hub.chan.try_recv() {
                 Ok(Recv::Empty) => break,
                 Ok(Recv::Eof) => {
@@ -292,19 +329,41 @@ impl Attachments {
             changed = true;
             st.stats.messages_received += 1;
             st.stats.bytes_received += m.bytes.len() as u64;
-            self.apply(st, m)?;
+            if let Err(e) = self.apply(st, m) {
+                if st.poisoned.is_some() {
+                    return Err(e);
+                }
+                if st.rejection.is_none() {
+                    st.rejection = Some(e);
+                }
+            }
         }
         Ok(changed)
     }
 
     fn apply(&self, st: &mut State, mut m: Message) -> Result<()> {
+        if m.fd_shortage && m.bytes.len() == wire::ATTACH_LEN {
+            // The kernel dropped the fd because this process has none free:
+            // not the sender's fault. Only this region is lost.
+            let a = Attach::decode(&m.bytes)?;
+            st.stats.attaches_received += 1;
+            let e = Error::new(
+                Status::VOXSHM_RESOURCE_EXHAUSTED,
+                format!(
+                    "region {}/{}: its fd could not be received, this process has no free file descriptor",
+                    a.map_id, a.map_generation
+                ),
+            );
+            return self
+                .check_new_region(st, &a)
+                .and_then(|()| self.reject(st, &a, e));
+        }
         if m.ctrunc || m.trunc {
             let e = protocol(format!(
-                "{}-byte message with {} fd(s) arrived truncated ({})",
+                "{}-byte message arrived truncated ({})",
                 m.bytes.len(),
-                m.fds.len(),
                 if m.ctrunc {
-                    "MSG_CTRUNC: too many fds"
+                    "MSG_CTRUNC: more fds than a message may carry"
                 } else {
                     "MSG_TRUNC"
                 }
@@ -351,14 +410,6 @@ impl Attachments {
                 debug!(version, "attachments: sender said HELLO");
             }
             Ext::Ref(r) => {
-                if st.queue.len() >= MAX_QUEUED_REFS {
-                    return Err(self.poison(
-                        st,
-                        protocol(format!(
-                            "sender queued more than {MAX_QUEUED_REFS} references"
-                        )),
-                    ));
-                }
                 st.stats.refs_received += 1;
                 st.queue.push_back(r);
             }
@@ -366,37 +417,7 @@ impl Attachments {
                 map_id,
                 map_generation,
                 mapping_length,
-            } => {
-                let ack = Ext::RetireAck {
-                    map_id,
-                    map_generation,
-                    mapping_length,
-                };
-                match st.maps.get_mut(&map_id) {
-                    Some(m) if m.generation == map_generation => {
-                        if m.view_count() == 0 {
-                            if let Some(m) = st.maps.remove(&map_id) {
-                                st.mapped_bytes -= m.map.len();
-                            }
-                            st.stats.regions_retired += 1;
-                            st.retired.insert(map_id, map_generation);
-                            debug!(map_id, generation = map_generation, "RETIRE: unmapped");
-                            st.pending_acks.push(ack);
-                        } else {
-                            debug!(
-                                map_id,
-                                generation = map_generation,
-                                "RETIRE: unmapping when its views are released"
-                            );
-                            m.retire_pending = true;
-                        }
-                    }
-                    // A region this side never mapped (its ATTACH was
-                    // rejected): nothing to unmap, acknowledge at once.
-                    _ => st.pending_acks.push(ack),
-                }
-                self.flush(st);
-            }
+            } => return self.retire(st, map_id, map_generation, mapping_length),
             other => {
                 return Err(self.poison(
                     st,
@@ -407,18 +428,111 @@ impl Attachments {
         Ok(())
     }
 
-    fn attach(&self, st: &mut State, a: Attach, fd: std::os::fd::OwnedFd) -> Result<()> {
-        st.stats.attaches_received += 1;
-        if st.maps.contains_key(&a.map_id) {
+    /// A RETIRE: the region is unmapped now, or once its last view is
+    /// released, and acknowledged then. Only a region that is mapped (and
+    /// not retiring already) or was rejected can be retired; anything else
+    /// is a protocol error, so what a sender can make this side queue is
+    /// bounded by the regions it has.
+    fn retire(&self, st: &mut State, map_id: u32, generation: u32, length: u64) -> Result<()> {
+        let ack = Ext::RetireAck {
+            map_id,
+            map_generation: generation,
+            mapping_length: length,
+        };
+        match st.maps.get_mut(&map_id) {
+            Some(m) if m.generation == generation && !m.retire_pending => {
+                if m.view_count() == 0 {
+                    if let Some(m) = st.maps.remove(&map_id) {
+                        st.mapped_bytes -= m.map.len();
+                    }
+                    st.stats.regions_retired += 1;
+                    debug!(map_id, generation, "RETIRE: unmapped");
+                    st.pending_acks.push_back(ack);
+                } else {
+                    debug!(
+                        map_id,
+                        generation, "RETIRE: unmapping when its views are released"
+                    );
+                    m.retire_pending = true;
+                }
+            }
+            _ if st.rejected.get(&map_id).is_some_and(|r| r.0 == generation) => {
+                // Never mapped: nothing to unmap, acknowledge at once.
+                st.rejected.remove(&map_id);
+                st.pending_acks.push_back(ack);
+            }
+            _ => {
+                return Err(self.poison(
+                    st,
+                    protocol(format!(
+                        "RETIRE of region {map_id}/{generation}, which is neither mapped nor rejected (or is retiring already)"
+                    )),
+                ));
+            }
+        }
+        self.flush(st);
+        Ok(())
+    }
+
+    /// Checks that an ATTACH may introduce region `a` at all: a map_id
+    /// mapped now is a duplicate; a generation not higher than every one
+    /// seen for its map_id (a retired one, or one from before a wrap of the
+    /// counter) is refused, so a stale reference can never resolve again.
+    fn check_new_region(&self, st: &mut State, a: &Attach) -> Result<()> {
+        let (id, generation) = (a.map_id, a.map_generation);
+        if st.maps.contains_key(&id) {
             st.stats.attaches_rejected += 1;
-            drop(fd);
             return Err(Error::new(
                 Status::VOXSHM_DUPLICATE_ATTACH,
-                format!(
-                    "ATTACH for map_id {} (generation {}) while it is still mapped",
-                    a.map_id, a.map_generation
-                ),
+                format!("ATTACH of region {id}/{generation} while map_id {id} is still mapped"),
             ));
+        }
+        match st.highest.get(&id) {
+            Some(&h) if generation <= h => {
+                st.stats.attaches_rejected += 1;
+                Err(Error::new(
+                    Status::VOXSHM_STALE_GENERATION,
+                    format!(
+                        "ATTACH of region {id}/{generation}: generation {h} of map_id {id} was attached before, a new region must carry a higher one"
+                    ),
+                ))
+            }
+            None if st.highest.len() >= MAX_KNOWN_MAP_IDS => Err(self.poison(
+                st,
+                protocol(format!(
+                    "ATTACH of region {id}/{generation}: the sender used more than {MAX_KNOWN_MAP_IDS} distinct map_ids"
+                )),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers a rejected region, so its references fail with `e` at
+    /// once and its RETIRE is acknowledged; returns `e`.
+    fn reject(&self, st: &mut State, a: &Attach, e: Error) -> Result<()> {
+        st.stats.attaches_rejected += 1;
+        warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
+        st.highest.insert(a.map_id, a.map_generation);
+        st.rejected.insert(a.map_id, (a.map_generation, e.clone()));
+        Err(e)
+    }
+
+    fn attach(&self, st: &mut State, a: Attach, fd: std::os::fd::OwnedFd) -> Result<()> {
+        st.stats.attaches_received += 1;
+        if a.mapping_length == 0 {
+            // Malformed whatever the fd is: no region has 0 bytes.
+            drop(fd);
+            return Err(self.poison(
+                st,
+                protocol(format!(
+                    "ATTACH of region {}/{} with mapping_length 0",
+                    a.map_id, a.map_generation
+                )),
+            ));
+        }
+        if let Err(e) = self.check_new_region(st, &a) {
+            drop(fd);
+            return Err(e);
         }
         match Mapping::validate_and_map(
             fd,
@@ -435,6 +549,8 @@ impl Attachments {
                     "ATTACH received, region mapped"
                 );
                 st.mapped_bytes += map.len();
+                st.highest.insert(a.map_id, a.map_generation);
+                st.rejected.remove(&a.map_id);
                 st.maps.insert(
                     a.map_id,
                     Mapped {
@@ -447,14 +563,11 @@ impl Attachments {
                 Ok(())
             }
             Err(e) => {
-                st.stats.attaches_rejected += 1;
-                warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
-                if e.status == Status::VOXSHM_PROTOCOL {
-                    // A malformed ATTACH (mapping_length 0), not a region
-                    // that merely fails this receiver's checks.
-                    return Err(self.poison(st, e));
-                }
-                Err(e)
+                let e = Error::new(
+                    e.status,
+                    format!("region {}/{}: {}", a.map_id, a.map_generation, e.message),
+                );
+                self.reject(st, &a, e)
             }
         }
     }
@@ -484,12 +597,12 @@ impl Attachments {
             }
         }
         // Acknowledgements go after the releases that preceded them.
-        while let Some(ack) = st.pending_acks.first() {
+        while let Some(ack) = st.pending_acks.front() {
             let b = ack.encode();
             match self.hub.chan.try_send(&b, None) {
                 Ok(true) => {
                     Self::count_sent(st, b.len());
-                    st.pending_acks.remove(0);
+                    st.pending_acks.pop_front();
                 }
                 _ => return,
             }
@@ -500,11 +613,23 @@ impl Attachments {
     fn check(&self, st: &State, r: &Ref) -> Result<*const u8> {
         Self::check_poisoned(st)?;
         let Some(m) = st.maps.get(&r.map_id) else {
-            return Err(match st.retired.get(&r.map_id) {
+            if let Some((g, e)) = st.rejected.get(&r.map_id)
+                && *g == r.map_generation
+            {
+                return Err(e.clone());
+            }
+            return Err(match st.highest.get(&r.map_id) {
                 Some(&g) if r.map_generation <= g => Error::new(
                     Status::VOXSHM_STALE_GENERATION,
                     format!(
-                        "map_id {} generation {} was retired",
+                        "map_id {} generation {} was retired (newest generation: {g})",
+                        r.map_id, r.map_generation
+                    ),
+                ),
+                _ if st.peer_gone => Error::new(
+                    Status::VOXSHM_PEER_GONE,
+                    format!(
+                        "region {}/{} is not attached, and the sender is gone",
                         r.map_id, r.map_generation
                     ),
                 ),
@@ -529,6 +654,15 @@ impl Attachments {
                 format!(
                     "map_id {} generation {} is not attached yet (mapped: {})",
                     r.map_id, r.map_generation, m.generation
+                ),
+            ));
+        }
+        if r.payload_len == 0 {
+            return Err(Error::new(
+                Status::VOXSHM_ZERO_LENGTH,
+                format!(
+                    "reference of 0 bytes at offset {} of region {}/{}",
+                    r.map_offset, r.map_id, r.map_generation
                 ),
             ));
         }
@@ -597,7 +731,8 @@ impl Attachments {
                 }
                 return res;
             }
-            if self.pump_notify(&mut g)? {
+            let changed = self.pump_notify(&mut g)?;
+            if !g.s.queue.is_empty() {
                 continue;
             }
             if g.s.peer_gone {
@@ -612,26 +747,44 @@ impl Attachments {
                     "no payload arrived before the timeout",
                 ));
             }
-            g = self.hub.wait(g, deadline)?;
+            if !changed {
+                g = self.hub.wait(g, deadline)?;
+            }
         }
     }
 
     /// Resolves a reference that came over a transport of the caller's
     /// own, waiting up to `timeout_ms` for its region's ATTACH. With a
     /// timeout of 0 a region not attached is `VOXSHM_UNKNOWN_MAP`; when a
-    /// wait ends without its ATTACH, `VOXSHM_TIMEOUT`.
+    /// wait ends without its ATTACH, `VOXSHM_TIMEOUT`. Only this
+    /// reference's fate is reported: a rejected region fails with its
+    /// rejection, other regions' rejections are not this call's.
     pub fn resolve(&self, r: &Ref, timeout_ms: i64) -> Result<View> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
+        g.s.out_of_band = true;
         loop {
+            let e = match self.check(&g.s, r) {
+                Ok(p) => return Ok(Self::take_view(&mut g.s, *r, p)),
+                Err(e) if e.status == Status::VOXSHM_UNKNOWN_MAP && !g.s.peer_gone => e,
+                Err(e) => return Err(e),
+            };
+            if g.s.queue.len() >= MAX_QUEUED_REFS {
+                return Err(Error::new(
+                    Status::VOXSHM_RESOURCE_EXHAUSTED,
+                    format!(
+                        "{}: {MAX_QUEUED_REFS} references sent over the channel wait for recv, and nothing more is read until they are taken",
+                        e.message
+                    ),
+                ));
+            }
             let changed = self.pump_notify(&mut g)?;
             match self.check(&g.s, r) {
                 Ok(p) => return Ok(Self::take_view(&mut g.s, *r, p)),
-                Err(e)
-                    if e.status == Status::VOXSHM_UNKNOWN_MAP
-                        && !g.s.peer_gone
-                        && timeout_ms != 0 =>
-                {
+                Err(e) if e.status == Status::VOXSHM_UNKNOWN_MAP && !g.s.peer_gone => {
+                    if timeout_ms == 0 {
+                        return Err(e);
+                    }
                     if deadline.expired() {
                         return Err(Error::new(
                             Status::VOXSHM_TIMEOUT,
@@ -687,7 +840,10 @@ impl Attachments {
         let generation = m.generation;
         let retired = m.retire_pending;
         let unmap = m.views.is_empty()
-            && (retired || (st.peer_gone && !Self::queued_into(st, r.map_id, generation)));
+            && (retired
+                || (st.peer_gone
+                    && !st.out_of_band
+                    && !Self::queued_into(st, r.map_id, generation)));
         st.live_views -= 1;
         if last && !st.peer_gone && !self.opts.vox_compat {
             st.pending_release.push(r);
@@ -698,8 +854,7 @@ impl Attachments {
             }
             if retired && !st.peer_gone {
                 st.stats.regions_retired += 1;
-                st.retired.insert(r.map_id, r.map_generation);
-                st.pending_acks.push(Ext::RetireAck {
+                st.pending_acks.push_back(Ext::RetireAck {
                     map_id: r.map_id,
                     map_generation: r.map_generation,
                     mapping_length: 0,
@@ -716,10 +871,14 @@ impl Attachments {
             && st.poisoned.is_none()
             && !deadline.expired()
         {
-            let mut p = [sys::pollfd(
-                self.hub.chan.raw(),
-                libc::POLLOUT | libc::POLLIN,
-            )];
+            // While `recv` has a full queue nothing more is read: wait for
+            // room only, or this loop would spin on a readable socket.
+            let read = if st.queue.len() < MAX_QUEUED_REFS {
+                libc::POLLIN
+            } else {
+                0
+            };
+            let mut p = [sys::pollfd(self.hub.chan.raw(), libc::POLLOUT | read)];
             if sys::poll(&mut p, deadline).is_err() {
                 break;
             }
@@ -742,24 +901,23 @@ impl Attachments {
     }
 
     fn pump_into_queue(&self, st: &mut State) -> Result<()> {
-        // Errors from ATTACH validation while we only wanted to make room
-        // are logged; the rejected region's references fail when received.
-        match self.pump(st) {
-            Ok(_) => Ok(()),
-            Err(e) if st.poisoned.is_some() => Err(e),
-            Err(e) => {
-                warn!(error = %e, "while releasing");
-                Ok(())
-            }
-        }
+        // A rejected region met here is remembered; its references fail
+        // when they are received.
+        self.pump(st).map(|_| ())
     }
 
-    /// Applies whatever the sender sent, without waiting. For callers
-    /// driving their own event loop.
+    /// Applies what the sender sent, without waiting (at most
+    /// `MAX_MESSAGES_PER_PUMP` messages: the fd stays readable if more
+    /// wait). For callers driving their own event loop. Returns the first
+    /// ATTACH rejection it met, after applying everything else.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
+        g.s.rejection = None;
         self.pump_notify(&mut g)?;
-        Ok(())
+        match g.s.rejection.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> AttachmentsStats {

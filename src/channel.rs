@@ -15,8 +15,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use crate::error::{Error, Result, Status};
 use crate::sys::{self, Deadline};
 
-/// Most fds one message can bring in before the kernel truncates it.
-const MAX_RECV_FDS: usize = 8;
+/// Room for the control data of one received message, in 8-byte words:
+/// up to 8 fds, credentials (`SO_PASSCRED`), a pidfd (`SO_PASSPIDFD`) and a
+/// security label (`SO_PASSSEC`) set on the socket by its owner, so none of
+/// them truncates an ATTACH.
+const CONTROL_WORDS: usize = 48;
+
+/// `SCM_PIDFD` (Linux 6.5): a control message carrying one pidfd.
+const SCM_PIDFD: libc::c_int = 0x04;
 
 /// Socket type of a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +55,12 @@ pub enum Recv {
 pub struct Message {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
-    /// The kernel truncated the control data (`MSG_CTRUNC`).
+    /// The kernel truncated the control data (`MSG_CTRUNC`); every fd
+    /// that did arrive has been closed.
     pub ctrunc: bool,
+    /// ... because this process had no free fd to receive them in, not
+    /// because the peer sent too many.
+    pub fd_shortage: bool,
     /// The kernel truncated the body (`MSG_TRUNC`).
     pub trunc: bool,
 }
@@ -293,6 +303,10 @@ impl Channel {
     }
 
     /// Receives one message without blocking.
+    ///
+    /// `ECONNRESET` is not the end: Linux reports it once when the peer
+    /// closed with data of ours unread, and still delivers what the peer had
+    /// queued before it went; only an empty queue after that is the end.
     pub fn try_recv(&self) -> Result<Recv> {
         // Not zeroed: the kernel writes the `n` bytes that are read back.
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); crate::wire::MAX_MESSAGE_LEN + 1];
@@ -300,18 +314,14 @@ impl Channel {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // Room for MAX_RECV_FDS fds plus slack for a credentials message.
-        let mut cbuf = [0u64; 32];
+        let mut cbuf = [0u64; CONTROL_WORDS];
         // SAFETY: msghdr is plain old data; all-zero is valid.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure computation.
-        let space =
-            unsafe { libc::CMSG_SPACE((MAX_RECV_FDS * mem::size_of::<RawFd>()) as u32) } as usize;
-        debug_assert!(space <= mem::size_of_val(&cbuf));
-        msg.msg_controllen = space as _;
+        msg.msg_controllen = mem::size_of_val(&cbuf) as _;
+        let mut reset = false;
         let n = loop {
             // SAFETY: `msg` points at live, writable iovec and control buffers
             // of the lengths it states.
@@ -328,35 +338,51 @@ impl Channel {
             let err = std::io::Error::last_os_error();
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(Recv::Empty),
+                // Reported once; what the peer queued is still readable.
+                Some(libc::ECONNRESET) if !reset => reset = true,
                 Some(libc::ECONNRESET) => return Ok(Recv::Eof),
+                Some(libc::EAGAIN) if reset => return Ok(Recv::Eof),
+                Some(libc::EAGAIN) => return Ok(Recv::Empty),
                 _ => return Err(Error::os("recvmsg", err)),
             }
         };
         let mut fds = Vec::new();
         // SAFETY: the kernel filled msg_control up to msg_controllen; the
-        // CMSG_* macros walk exactly that range, and each SCM_RIGHTS payload
-        // holds (cmsg_len - CMSG_LEN(0)) / 4 fds that now belong to us.
+        // CMSG_* macros walk exactly that range. Each SCM_RIGHTS payload
+        // holds (cmsg_len - CMSG_LEN(0)) / 4 fds and an SCM_PIDFD payload
+        // one fd; all of them now belong to us.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data_len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                if (*c).cmsg_level == libc::SOL_SOCKET {
+                    let data_len =
+                        ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                     let p = libc::CMSG_DATA(c).cast::<RawFd>();
-                    for i in 0..data_len / mem::size_of::<RawFd>() {
+                    let count = match (*c).cmsg_type {
+                        libc::SCM_RIGHTS => data_len / mem::size_of::<RawFd>(),
+                        SCM_PIDFD => 1.min(data_len / mem::size_of::<RawFd>()),
+                        _ => 0,
+                    };
+                    let mut owned = Vec::with_capacity(count);
+                    for i in 0..count {
                         let fd = std::ptr::read_unaligned(p.add(i));
                         if fd >= 0 {
-                            fds.push(OwnedFd::from_raw_fd(fd));
+                            owned.push(OwnedFd::from_raw_fd(fd));
                         }
                     }
+                    if (*c).cmsg_type == libc::SCM_RIGHTS {
+                        fds.extend(owned);
+                    }
+                    // A pidfd (SO_PASSPIDFD) is not used: `owned` closes it.
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
+        let ctrunc = msg.msg_flags & libc::MSG_CTRUNC != 0;
         if n == 0
             && fds.is_empty()
             && self.kind == Kind::SeqPacket
-            && msg.msg_flags & libc::MSG_CTRUNC == 0
+            && !ctrunc
             && self.peer_shut_down()
         {
             // End of file. (A zero-length message from a peer that is still
@@ -364,6 +390,14 @@ impl Channel {
             // rejected as a malformed message, not taken for a hang-up.)
             return Ok(Recv::Eof);
         }
+        // Truncated control data: the peer sent more fds than a message may
+        // carry, or this process had no free fd to receive them in (the
+        // kernel then drops them and sets MSG_CTRUNC too). Close what did
+        // arrive and see whether a descriptor can be had now.
+        let fd_shortage = ctrunc && {
+            fds.clear();
+            !sys::fd_available(self.raw())
+        };
         Ok(Recv::Msg(Message {
             // SAFETY: recvmsg wrote the first `n` bytes of `buf` (n is at
             // most its length: the kernel truncates, never overruns).
@@ -372,7 +406,8 @@ impl Channel {
             }
             .to_vec(),
             fds,
-            ctrunc: msg.msg_flags & libc::MSG_CTRUNC != 0,
+            ctrunc,
+            fd_shortage,
             trunc: msg.msg_flags & libc::MSG_TRUNC != 0 || n > crate::wire::MAX_MESSAGE_LEN,
         }))
     }

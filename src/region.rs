@@ -189,6 +189,48 @@ pub struct Mapping {
     map: MmapRaw,
 }
 
+/// `MADV_POPULATE_READ` (Linux 5.14): fault pages in for reading, which for
+/// pages already in the page cache allocates nothing.
+const MADV_POPULATE_READ: libc::c_int = 22;
+
+/// Maps in, ahead of use, the pages of a fresh shared read-only mapping
+/// whose file pages exist already (`mincore`), leaving holes alone. Best
+/// effort: on an older kernel the pages fault in on first read instead.
+fn populate_resident(base: *const u8, len: usize) {
+    let page = sys::page_size() as usize;
+    let pages = len.div_ceil(page);
+    let mut resident = vec![0u8; pages];
+    // SAFETY: `base` is the page-aligned start of a live mapping of `len`
+    // bytes, and `resident` has one byte per page of it.
+    if unsafe { libc::mincore(base as *mut libc::c_void, len, resident.as_mut_ptr()) } != 0 {
+        return;
+    }
+    let mut i = 0;
+    while i < pages {
+        if resident[i] & 1 == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < pages && resident[i] & 1 != 0 {
+            i += 1;
+        }
+        let run = ((i - start) * page).min(len - start * page);
+        // SAFETY: the range lies inside the mapping; MADV_POPULATE_READ
+        // only faults pages in and never changes their contents.
+        let rc = unsafe {
+            libc::madvise(
+                base.add(start * page) as *mut libc::c_void,
+                run,
+                MADV_POPULATE_READ,
+            )
+        };
+        if rc != 0 {
+            return;
+        }
+    }
+}
+
 impl Mapping {
     /// Validates an ATTACH's fd and maps it read-only. `mappings` and
     /// `mapped_bytes` are what the receiver holds already. The fd is closed
@@ -263,16 +305,18 @@ impl Mapping {
                 ),
             ));
         }
-        // MAP_POPULATE, as on the sender's side: reading payloads takes no
-        // page faults later. On an unsealed file the sender could shrink,
-        // populating stops at the end of the file and the mapping still
-        // succeeds.
+        // No MAP_POPULATE: on a sparse file it would allocate every page
+        // the sender left empty, charged to this process (a hostile sender
+        // could get it OOM-killed with one ATTACH). Only the pages the
+        // sender's file already holds are mapped in now, so reading an
+        // honest sender's payloads (its regions are fully allocated) takes
+        // no page faults later.
         let map = MmapOptions::new()
             .len(mapping_length as usize)
-            .populate()
             .map_raw_read_only(raw)
             .map_err(|e| Error::os("mmap (receiver, read-only)", e))?;
         drop(fd);
+        populate_resident(map.as_ptr(), map.len());
         Ok(Mapping { map })
     }
 

@@ -82,6 +82,9 @@ pub struct RegistryStats {
     pub payloads_published: u64,
     pub payload_bytes_published: u64,
     pub minor_faults: u64,
+    /// RELEASE entries from the receiver that named no live lease and were
+    /// ignored (not exported through the C ABI yet).
+    pub ignored_releases: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +124,8 @@ struct State {
     live_leases: u64,
     /// Leases the receiver still held when it went away (reclaimed).
     lost_leases: u64,
+    /// RELEASE entries that named no live lease (ignored).
+    ignored_releases: u64,
     allocations: u64,
     stats: RegistryStats,
 }
@@ -131,6 +136,16 @@ pub struct Registry {
     hub: Hub<State>,
     opts: RegistryOptions,
 }
+
+/// The generation a map_id's next region carries, or None when the counter
+/// is used up (the map_id is then retired for good).
+fn next_generation(g: u32) -> Option<u32> {
+    g.checked_add(1)
+}
+
+/// Most messages one call reads from the channel, so a call with a timeout
+/// of 0 takes bounded time however fast the receiver writes.
+const MAX_MESSAGES_PER_PUMP: usize = 1024;
 
 fn check_usable(st: &State) -> Result<()> {
     if let Some(e) = &st.poisoned {
@@ -190,6 +205,7 @@ impl Registry {
             next_token: 1,
             live_leases: 0,
             lost_leases: 0,
+            ignored_releases: 0,
             allocations: 0,
             stats: RegistryStats::default(),
         };
@@ -257,7 +273,9 @@ impl Registry {
             return Err(e.clone());
         }
         let mut changed = false;
-        while !st.peer_gone {
+        let mut budget = MAX_MESSAGES_PER_PUMP;
+        while !st.peer_gone && budget > 0 {
+            budget -= 1;
             let m = match self.hub.chan.try_recv() {
                 Ok(Recv::Empty) => break,
                 Ok(Recv::Eof) => {
@@ -327,28 +345,23 @@ impl Registry {
             }
             Ext::Release(refs) => {
                 for r in refs {
+                    // Only a release that names a live lease of this
+                    // receiver ends it. Anything else (twice, never sent, a
+                    // reference the receiver's user made up and resolved
+                    // from a transport of its own) is ignored: it can harm
+                    // no one, and a receiver must not be able to make its
+                    // sender poison the link through what it does with views.
                     let slot = st
                         .regions
                         .get_mut(&r.map_id)
-                        .filter(|s| s.generation == r.map_generation)
-                        .ok_or_else(|| {
-                            Error::new(
-                                Status::VOXSHM_PROTOCOL,
-                                format!(
-                                    "RELEASE names unknown region {}/{}",
-                                    r.map_id, r.map_generation
-                                ),
-                            )
-                        })?;
-                    match slot.leases.get(&r.map_offset) {
-                        Some(l) if l.published == Some(r.payload_len) => {}
-                        _ => {
-                            return Err(Error::new(
-                                Status::VOXSHM_PROTOCOL,
-                                format!("RELEASE of {r:?}, which is not leased to the receiver"),
-                            ));
-                        }
-                    }
+                        .filter(|s| s.generation == r.map_generation);
+                    let Some(slot) = slot.filter(|s| {
+                        matches!(s.leases.get(&r.map_offset), Some(l) if l.published == Some(r.payload_len))
+                    }) else {
+                        st.ignored_releases += 1;
+                        warn!(?r, "RELEASE of a reference that is not leased to the receiver: ignored");
+                        continue;
+                    };
                     if let Some(l) = slot.leases.remove(&r.map_offset) {
                         slot.free.release(r.map_offset, l.len);
                     }
@@ -388,8 +401,11 @@ impl Registry {
 
     fn forget_region(&self, st: &mut State, map_id: u32, slot: RegionSlot) {
         st.total_bytes -= slot.region.len();
-        st.reusable
-            .insert(map_id, slot.generation.wrapping_add(1).max(1));
+        // A map_id whose generation counter is used up is never used again:
+        // wrapping would make old references name new bytes.
+        if let Some(next) = next_generation(slot.generation) {
+            st.reusable.insert(map_id, next);
+        }
         st.stats.regions_retired += 1;
         info!(
             map_id,
@@ -498,6 +514,14 @@ impl Registry {
             }
             Err(e) => {
                 if e.status == Status::VOXSHM_PEER_GONE {
+                    // What the receiver sent before it went (releases) is
+                    // still queued: apply it before reclaiming the rest.
+                    while !st.peer_gone {
+                        match self.pump(st) {
+                            Ok(true) => {}
+                            Ok(false) | Err(_) => break,
+                        }
+                    }
                     self.peer_gone(st);
                 }
                 Err(e)
@@ -885,6 +909,7 @@ impl Registry {
         // One fd per region, the channel, and the wake-up eventfd.
         s.open_fds = st.regions.len() as u64 + 2;
         s.minor_faults = sys::minor_faults();
+        s.ignored_releases = st.ignored_releases;
         s
     }
 
@@ -909,3 +934,15 @@ impl Drop for Registry {
 unsafe impl Send for Allocation {}
 // SAFETY: as above; an Allocation has no interior mutability.
 unsafe impl Sync for Allocation {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_used_up_generation_counter_retires_its_map_id() {
+        assert_eq!(next_generation(1), Some(2));
+        assert_eq!(next_generation(u32::MAX - 1), Some(u32::MAX));
+        assert_eq!(next_generation(u32::MAX), None);
+    }
+}

@@ -169,3 +169,18 @@ pub fn page_size() -> u64 {
 pub fn round_up(v: u64, to: u64) -> Option<u64> {
     v.checked_add(to - 1).map(|x| x / to * to)
 }
+
+/// True if this process can open one more fd right now: duplicates `fd`
+/// and closes the copy again. False on `EMFILE`/`ENFILE`.
+pub fn fd_available(fd: RawFd) -> bool {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int argument and returns a new fd
+    // that nothing else owns.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        let e = io::Error::last_os_error().raw_os_error();
+        return !matches!(e, Some(libc::EMFILE | libc::ENFILE));
+    }
+    // SAFETY: `dup` was just returned to us; closing it ends its only use.
+    drop(unsafe { OwnedFd::from_raw_fd(dup) });
+    true
+}
