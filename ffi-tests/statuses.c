@@ -615,18 +615,86 @@ static void sockets_and_paths(void) {
   CHECK_SYS(f >= 0);
   close(f);
   CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_PEER_GONE);
-  /* A listener cannot take a path that exists. */
+  /* A listener never replaces a path that is not a socket. */
   voxshm_listener *l = NULL;
-  CHECK_STATUS(voxshm_listener_new(path, &l), VOXSHM_IO);
+  CHECK_STATUS(voxshm_listener_new(path, &l), VOXSHM_ADDRESS_IN_USE);
   CHECK_SYS(unlink(path) == 0);
   CHECK(fd == -1);
 
   CHECK_OK(voxshm_listener_new(path, &l));
   struct stat st;
   CHECK_SYS(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600); /* private by default */
   CHECK_STATUS(voxshm_listener_accept(l, 0, &fd), VOXSHM_TIMEOUT);
   CHECK_STATUS(voxshm_listener_accept(l, 20, &fd), VOXSHM_TIMEOUT);
+  /* A live listener's path is refused. */
+  voxshm_listener *l2 = NULL;
+  CHECK_STATUS(voxshm_listener_new(path, &l2), VOXSHM_ADDRESS_IN_USE);
+  CHECK(l2 == NULL);
+  /* This process's own listener is allowed by default; its credentials
+     can be read on both ends. */
+  int cfd = -1, afd = -1;
+  CHECK_OK(voxshm_connect(path, &cfd));
+  CHECK_OK(voxshm_listener_accept(l, 5000, &afd));
+  voxshm_peer_credentials pc;
+  CHECK_OK(voxshm_peer_credentials_get(cfd, &pc));
+  CHECK(pc.pid == getpid() && pc.uid == geteuid() && pc.gid == getegid());
+  CHECK_OK(voxshm_peer_credentials_get(afd, &pc));
+  CHECK(pc.pid == getpid() && pc.uid == geteuid());
+  CHECK_STATUS(voxshm_peer_credentials_get(afd, NULL), VOXSHM_INVALID_ARGUMENT);
+  int nf = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  CHECK_SYS(nf >= 0);
+  CHECK_STATUS(voxshm_peer_credentials_get(nf, &pc), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_peer_credentials_get(-1, &pc), VOXSHM_INVALID_ARGUMENT);
+  close(nf);
+  close(cfd);
+  close(afd);
+  /* A connecting side that requires another user refuses this listener. */
+  voxshm_connect_options co;
+  CHECK_OK(voxshm_connect_options_init(&co));
+  CHECK(co.struct_size == sizeof co && co.allow == VOXSHM_ALLOW_SAME_USER);
+  co.allow = VOXSHM_ALLOW_UID_GID;
+  co.uid = geteuid() + 1;
+  co.gid = VOXSHM_ANY_ID;
+  fd = -1;
+  CHECK_STATUS(voxshm_connect_with_options(path, &co, &fd), VOXSHM_PEER_NOT_ALLOWED);
+  CHECK(fd == -1);
+  co.uid = geteuid();
+  CHECK_OK(voxshm_connect_with_options(path, &co, &fd));
+  close(fd);
+  fd = -1;
+  co.allow = 77;
+  CHECK_STATUS(voxshm_connect_with_options(path, &co, &fd), VOXSHM_INVALID_ARGUMENT);
+  /* Callers built against the first version of the options struct. */
+  co.allow = VOXSHM_ALLOW_ANYONE;
+  co.struct_size = VOXSHM_CONNECT_OPTIONS_V1_SIZE;
+  CHECK_OK(voxshm_connect_with_options(path, &co, &fd));
+  close(fd);
+  fd = -1;
+  co.struct_size = 4;
+  CHECK_STATUS(voxshm_connect_with_options(path, &co, &fd), VOXSHM_INVALID_ARGUMENT);
   voxshm_listener_free(l);
+
+  /* Listener options: a wider mode, and a policy a connecting root process
+     does not meet (only uid+1): the connection is dropped, accept times out. */
+  voxshm_listener_options lo;
+  CHECK_OK(voxshm_listener_options_init(&lo));
+  CHECK(lo.struct_size == sizeof lo && lo.mode == 0600 && lo.allow == VOXSHM_ALLOW_SAME_USER);
+  lo.mode = 0660;
+  lo.allow = VOXSHM_ALLOW_UID_GID;
+  lo.uid = geteuid() + 1;
+  lo.gid = VOXSHM_ANY_ID;
+  CHECK_OK(voxshm_listener_new_with_options(path, &lo, &l));
+  CHECK_SYS(stat(path, &st) == 0);
+  mode_t um = umask(0);
+  umask(um);
+  CHECK((st.st_mode & 0777) == (0660 & ~um));
+  CHECK_OK(voxshm_connect(path, &cfd));
+  CHECK_STATUS(voxshm_listener_accept(l, 200, &afd), VOXSHM_TIMEOUT);
+  close(cfd);
+  voxshm_listener_free(l);
+  lo.mode = 01777;
+  CHECK_STATUS(voxshm_listener_new_with_options(path, &lo, &l), VOXSHM_INVALID_ARGUMENT);
   /* The listener removed its path. */
   CHECK(stat(path, &st) < 0 && errno == ENOENT);
   CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_IO);

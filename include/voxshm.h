@@ -57,6 +57,42 @@
 #define VOXSHM_ATTACHMENTS_VOX_COMPAT 2
 
 /**
+ * Peer policy (`allow` field of `voxshm_listener_options` and
+ * `voxshm_connect_options`): only peers whose effective uid is this
+ * process's, or root. The default.
+ */
+#define VOXSHM_ALLOW_SAME_USER 0
+
+/**
+ * Peer policy: any local process that can reach the socket (for an
+ * abstract `@name`: any process in the same network namespace, including
+ * other containers sharing it).
+ */
+#define VOXSHM_ALLOW_ANYONE 1
+
+/**
+ * Peer policy: exactly the `uid` and `gid` of the options struct (either
+ * may be `VOXSHM_ANY_ID`); root gets no exception.
+ */
+#define VOXSHM_ALLOW_UID_GID 2
+
+/**
+ * "Any" for the `uid` or `gid` of a `VOXSHM_ALLOW_UID_GID` policy.
+ */
+#define VOXSHM_ANY_ID UINT32_MAX
+
+/**
+ * Size of the first version of `voxshm_listener_options`; callers built
+ * against it keep working when fields are added.
+ */
+#define VOXSHM_LISTENER_OPTIONS_V1_SIZE 24
+
+/**
+ * Size of the first version of `voxshm_connect_options`.
+ */
+#define VOXSHM_CONNECT_OPTIONS_V1_SIZE 24
+
+/**
  * Outcome of a voxshm call. The numbers are part of the ABI: they are
  * never changed and never reused.
  */
@@ -179,6 +215,16 @@ typedef enum voxshm_status {
    * The peer speaks a protocol version this library does not.
    */
   VOXSHM_VERSION_MISMATCH = 26,
+  /**
+   * The process at the other end of a connection runs as a user (or
+   * group) that the listener's or the connecting side's policy does not
+   * allow.
+   */
+  VOXSHM_PEER_NOT_ALLOWED = 27,
+  /**
+   * The socket name or path is held by a live listener.
+   */
+  VOXSHM_ADDRESS_IN_USE = 28,
 } voxshm_status;
 
 /**
@@ -237,6 +283,81 @@ typedef struct voxshm_registry voxshm_registry;
  * possibly while a voxshm handle is locked: it must not call voxshm.
  */
 typedef void (*voxshm_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
+
+/**
+ * Listener options. Fill with `voxshm_listener_options_init`, then change
+ * fields.
+ */
+typedef struct voxshm_listener_options {
+  /**
+   * `sizeof(voxshm_listener_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Which connecting processes `voxshm_listener_accept` hands out:
+   * `VOXSHM_ALLOW_SAME_USER` (default), `VOXSHM_ALLOW_ANYONE` or
+   * `VOXSHM_ALLOW_UID_GID`. Others are closed before any byte is
+   * exchanged, and the accept goes on waiting.
+   */
+  uint32_t allow;
+  /**
+   * For `VOXSHM_ALLOW_UID_GID`: the uid allowed (`VOXSHM_ANY_ID`: any).
+   */
+  uint32_t uid;
+  /**
+   * For `VOXSHM_ALLOW_UID_GID`: the gid allowed (`VOXSHM_ANY_ID`: any).
+   */
+  uint32_t gid;
+  /**
+   * Permission bits of a filesystem-path socket (default 0600:
+   * connecting needs write permission on it). Ignored for `@name`.
+   */
+  uint32_t mode;
+} voxshm_listener_options;
+
+/**
+ * Options of `voxshm_connect_with_options`. Fill with
+ * `voxshm_connect_options_init`, then change fields.
+ */
+typedef struct voxshm_connect_options {
+  /**
+   * `sizeof(voxshm_connect_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Which listener owners to talk to (the credentials the listening
+   * socket was created with): `VOXSHM_ALLOW_SAME_USER` (default),
+   * `VOXSHM_ALLOW_ANYONE` or `VOXSHM_ALLOW_UID_GID`.
+   */
+  uint32_t allow;
+  /**
+   * For `VOXSHM_ALLOW_UID_GID`: the uid required (`VOXSHM_ANY_ID`: any).
+   */
+  uint32_t uid;
+  /**
+   * For `VOXSHM_ALLOW_UID_GID`: the gid required (`VOXSHM_ANY_ID`: any).
+   */
+  uint32_t gid;
+} voxshm_connect_options;
+
+/**
+ * Who is at the other end of a connected socket.
+ */
+typedef struct voxshm_peer_credentials {
+  /**
+   * Process id (of the process that connected, or created the pair or
+   * the listening socket).
+   */
+  int32_t pid;
+  /**
+   * Effective user id.
+   */
+  uint32_t uid;
+  /**
+   * Effective group id.
+   */
+  uint32_t gid;
+} voxshm_peer_credentials;
 
 /**
  * A reference to a published payload: `payload_len` bytes at
@@ -608,13 +729,29 @@ enum voxshm_status voxshm_channel_pair(int *fds);
 enum voxshm_status voxshm_channel_pair_dgram(int *fds);
 
 /**
- * Listens on `path`: a filesystem path (which must not exist yet; it is
- * removed by `voxshm_listener_free`) or `@name` for a Linux abstract
- * socket name. On success `*out` is a new listener the caller frees.
- * Returns `VOXSHM_INVALID_ARGUMENT` (NULL or over-long path), `VOXSHM_IO`
- * (e.g. the path exists: the message says so).
+ * Listens on `path` with the default options (see
+ * `voxshm_listener_new_with_options`): only processes running as this
+ * process's user, or root, are accepted; a filesystem path gets mode 0600.
  */
 enum voxshm_status voxshm_listener_new(const char *path, struct voxshm_listener **out_listener);
+
+/**
+ * Fills `*options` with the defaults: `VOXSHM_ALLOW_SAME_USER`, mode 0600.
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_listener_options_init(struct voxshm_listener_options *options);
+
+/**
+ * Listens on `path`: a filesystem path or `@name` for a Linux abstract
+ * socket name. `options` may be NULL for the defaults. A socket file left
+ * behind by a listener that died (nobody accepts on it) is replaced; a
+ * path or name held by a live listener is refused with
+ * `VOXSHM_ADDRESS_IN_USE`, as is a path that exists and is not a socket.
+ * The path is removed by `voxshm_listener_free`. On success `*out` is a
+ * new listener the caller frees. Returns `VOXSHM_INVALID_ARGUMENT` (NULL
+ * or over-long path, bad options), `VOXSHM_ADDRESS_IN_USE`, `VOXSHM_IO`.
+ */
+enum voxshm_status voxshm_listener_new_with_options(const char *path, const struct voxshm_listener_options *options, struct voxshm_listener **out_listener);
 
 /**
  * Waits up to `timeout_ms` (0: do not wait; negative: forever) for a
@@ -636,13 +773,39 @@ int voxshm_listener_fd(const struct voxshm_listener *listener);
 void voxshm_listener_free(struct voxshm_listener *listener);
 
 /**
- * Connects to a listener at `path` (`@name` for an abstract name) and
- * writes the connected fd to `*out_fd`; it is the caller's. Returns
- * `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (the socket exists but
- * nobody listens on it, or an abstract name nobody holds) or `VOXSHM_IO`
+ * Connects to a listener at `path` (`@name` for an abstract name) whose
+ * owner runs as this process's user or root, and writes the connected fd
+ * to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
+ * `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
+ * abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
+ * runs as another user: see `voxshm_connect_with_options`) or `VOXSHM_IO`
  * (e.g. no such path yet: the message names the errno).
  */
 enum voxshm_status voxshm_connect(const char *path, int *out_fd);
+
+/**
+ * Fills `*options` with the defaults (`VOXSHM_ALLOW_SAME_USER`). Returns
+ * `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_connect_options_init(struct voxshm_connect_options *options);
+
+/**
+ * Like `voxshm_connect`, with a policy for whom to talk to: the
+ * credentials the listening socket was created with must be allowed by
+ * `options` (NULL: the defaults), or the connection is closed and
+ * `VOXSHM_PEER_NOT_ALLOWED` returned. This guards against a process that
+ * took the name (or path) before the real producer.
+ */
+enum voxshm_status voxshm_connect_with_options(const char *path, const struct voxshm_connect_options *options, int *out_fd);
+
+/**
+ * Writes the credentials (pid, uid, gid, from `SO_PEERCRED`) of the
+ * process at the other end of the connected socket `fd` to `*out`: any
+ * channel fd, including `voxshm_registry_fd` and `voxshm_attachments_fd`.
+ * The fd stays the caller's. Returns `VOXSHM_INVALID_ARGUMENT` (NULL
+ * `out`, or `fd` is not a connected socket), `VOXSHM_IO`.
+ */
+enum voxshm_status voxshm_peer_credentials_get(int fd, struct voxshm_peer_credentials *out_credentials);
 
 /**
  * Encodes `ref` as the 32-byte vox MMAP_REF frame into `out` (32 writable

@@ -74,13 +74,19 @@ pub enum voxshm_status {
     VOXSHM_BAD_FRAME = 25,
     /// The peer speaks a protocol version this library does not.
     VOXSHM_VERSION_MISMATCH = 26,
+    /// The process at the other end of a connection runs as a user (or
+    /// group) that the listener's or the connecting side's policy does not
+    /// allow.
+    VOXSHM_PEER_NOT_ALLOWED = 27,
+    /// The socket name or path is held by a live listener.
+    VOXSHM_ADDRESS_IN_USE = 28,
 }
 
 pub use voxshm_status as Status;
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 27] = [
+    pub const ALL: [Status; 29] = [
         Status::VOXSHM_OK,
         Status::VOXSHM_INVALID_ARGUMENT,
         Status::VOXSHM_ZERO_LENGTH,
@@ -108,6 +114,8 @@ impl Status {
         Status::VOXSHM_UNSUPPORTED,
         Status::VOXSHM_BAD_FRAME,
         Status::VOXSHM_VERSION_MISMATCH,
+        Status::VOXSHM_PEER_NOT_ALLOWED,
+        Status::VOXSHM_ADDRESS_IN_USE,
     ];
 
     /// The status's name as a static NUL-terminated string.
@@ -140,6 +148,8 @@ impl Status {
             Status::VOXSHM_UNSUPPORTED => c"VOXSHM_UNSUPPORTED",
             Status::VOXSHM_BAD_FRAME => c"VOXSHM_BAD_FRAME",
             Status::VOXSHM_VERSION_MISMATCH => c"VOXSHM_VERSION_MISMATCH",
+            Status::VOXSHM_PEER_NOT_ALLOWED => c"VOXSHM_PEER_NOT_ALLOWED",
+            Status::VOXSHM_ADDRESS_IN_USE => c"VOXSHM_ADDRESS_IN_USE",
         }
     }
 

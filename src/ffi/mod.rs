@@ -18,7 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use self::log::{voxshm_log_fn, voxshm_log_level};
 use crate::attachments::{Attachments, AttachmentsOptions, View};
-use crate::channel::{Channel, Kind, Listener};
+use crate::channel::{Allow, Channel, Kind, Listener, ListenerOptions};
 use crate::error::{Error, Result, Status, voxshm_status};
 use crate::region::Limits;
 use crate::registry::{Allocation, Registry, RegistryOptions};
@@ -49,6 +49,78 @@ pub const VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED: u32 = 1;
 /// Attachments option flag: talk to a vox-shm sender: send no HELLO and no
 /// RELEASE; implies accepting unsealed regions.
 pub const VOXSHM_ATTACHMENTS_VOX_COMPAT: u32 = 2;
+
+/// Peer policy (`allow` field of `voxshm_listener_options` and
+/// `voxshm_connect_options`): only peers whose effective uid is this
+/// process's, or root. The default.
+pub const VOXSHM_ALLOW_SAME_USER: u32 = 0;
+/// Peer policy: any local process that can reach the socket (for an
+/// abstract `@name`: any process in the same network namespace, including
+/// other containers sharing it).
+pub const VOXSHM_ALLOW_ANYONE: u32 = 1;
+/// Peer policy: exactly the `uid` and `gid` of the options struct (either
+/// may be `VOXSHM_ANY_ID`); root gets no exception.
+pub const VOXSHM_ALLOW_UID_GID: u32 = 2;
+/// "Any" for the `uid` or `gid` of a `VOXSHM_ALLOW_UID_GID` policy.
+pub const VOXSHM_ANY_ID: u32 = u32::MAX;
+
+/// Listener options. Fill with `voxshm_listener_options_init`, then change
+/// fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct voxshm_listener_options {
+    /// `sizeof(voxshm_listener_options)`, set by init.
+    pub struct_size: usize,
+    /// Which connecting processes `voxshm_listener_accept` hands out:
+    /// `VOXSHM_ALLOW_SAME_USER` (default), `VOXSHM_ALLOW_ANYONE` or
+    /// `VOXSHM_ALLOW_UID_GID`. Others are closed before any byte is
+    /// exchanged, and the accept goes on waiting.
+    pub allow: u32,
+    /// For `VOXSHM_ALLOW_UID_GID`: the uid allowed (`VOXSHM_ANY_ID`: any).
+    pub uid: u32,
+    /// For `VOXSHM_ALLOW_UID_GID`: the gid allowed (`VOXSHM_ANY_ID`: any).
+    pub gid: u32,
+    /// Permission bits of a filesystem-path socket (default 0600:
+    /// connecting needs write permission on it). Ignored for `@name`.
+    pub mode: u32,
+}
+
+/// Size of the first version of `voxshm_listener_options`; callers built
+/// against it keep working when fields are added.
+pub const VOXSHM_LISTENER_OPTIONS_V1_SIZE: usize = 24;
+
+/// Options of `voxshm_connect_with_options`. Fill with
+/// `voxshm_connect_options_init`, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct voxshm_connect_options {
+    /// `sizeof(voxshm_connect_options)`, set by init.
+    pub struct_size: usize,
+    /// Which listener owners to talk to (the credentials the listening
+    /// socket was created with): `VOXSHM_ALLOW_SAME_USER` (default),
+    /// `VOXSHM_ALLOW_ANYONE` or `VOXSHM_ALLOW_UID_GID`.
+    pub allow: u32,
+    /// For `VOXSHM_ALLOW_UID_GID`: the uid required (`VOXSHM_ANY_ID`: any).
+    pub uid: u32,
+    /// For `VOXSHM_ALLOW_UID_GID`: the gid required (`VOXSHM_ANY_ID`: any).
+    pub gid: u32,
+}
+
+/// Size of the first version of `voxshm_connect_options`.
+pub const VOXSHM_CONNECT_OPTIONS_V1_SIZE: usize = 24;
+
+/// Who is at the other end of a connected socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct voxshm_peer_credentials {
+    /// Process id (of the process that connected, or created the pair or
+    /// the listening socket).
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}
 
 /// A reference to a published payload: `payload_len` bytes at
 /// `map_offset` in region (`map_id`, `map_generation`).
@@ -533,19 +605,85 @@ pub extern "C" fn voxshm_channel_pair_dgram(fds: *mut c_int) -> voxshm_status {
     pair(Kind::Dgram, fds)
 }
 
-/// Listens on `path`: a filesystem path (which must not exist yet; it is
-/// removed by `voxshm_listener_free`) or `@name` for a Linux abstract
-/// socket name. On success `*out` is a new listener the caller frees.
-/// Returns `VOXSHM_INVALID_ARGUMENT` (NULL or over-long path), `VOXSHM_IO`
-/// (e.g. the path exists: the message says so).
+/// Listens on `path` with the default options (see
+/// `voxshm_listener_new_with_options`): only processes running as this
+/// process's user, or root, are accepted; a filesystem path gets mode 0600.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_listener_new(
     path: *const c_char,
     out_listener: *mut *mut voxshm_listener,
 ) -> voxshm_status {
+    voxshm_listener_new_with_options(path, std::ptr::null(), out_listener)
+}
+
+/// Fills `*options` with the defaults: `VOXSHM_ALLOW_SAME_USER`, mode 0600.
+/// Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_listener_options_init(
+    options: *mut voxshm_listener_options,
+) -> voxshm_status {
+    guard(|| {
+        out(options, "options")?;
+        put(options, listener_defaults());
+        Ok(())
+    })
+}
+
+fn listener_defaults() -> voxshm_listener_options {
+    voxshm_listener_options {
+        struct_size: size_of::<voxshm_listener_options>(),
+        allow: VOXSHM_ALLOW_SAME_USER,
+        uid: VOXSHM_ANY_ID,
+        gid: VOXSHM_ANY_ID,
+        mode: 0o600,
+    }
+}
+
+fn allow_arg(allow: u32, uid: u32, gid: u32) -> Result<Allow> {
+    let id = |v: u32| (v != VOXSHM_ANY_ID).then_some(v);
+    match allow {
+        VOXSHM_ALLOW_SAME_USER => Ok(Allow::SameUser),
+        VOXSHM_ALLOW_ANYONE => Ok(Allow::Anyone),
+        VOXSHM_ALLOW_UID_GID => Ok(Allow::Only {
+            uid: id(uid),
+            gid: id(gid),
+        }),
+        other => Err(invalid(&format!(
+            "allow is {other}; use VOXSHM_ALLOW_SAME_USER, VOXSHM_ALLOW_ANYONE or VOXSHM_ALLOW_UID_GID"
+        ))),
+    }
+}
+
+/// Listens on `path`: a filesystem path or `@name` for a Linux abstract
+/// socket name. `options` may be NULL for the defaults. A socket file left
+/// behind by a listener that died (nobody accepts on it) is replaced; a
+/// path or name held by a live listener is refused with
+/// `VOXSHM_ADDRESS_IN_USE`, as is a path that exists and is not a socket.
+/// The path is removed by `voxshm_listener_free`. On success `*out` is a
+/// new listener the caller frees. Returns `VOXSHM_INVALID_ARGUMENT` (NULL
+/// or over-long path, bad options), `VOXSHM_ADDRESS_IN_USE`, `VOXSHM_IO`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_listener_new_with_options(
+    path: *const c_char,
+    options: *const voxshm_listener_options,
+    out_listener: *mut *mut voxshm_listener,
+) -> voxshm_status {
     guard(|| {
         out(out_listener, "out_listener")?;
-        let l = Listener::bind(&path_arg(path)?)?;
+        let o = if options.is_null() {
+            listener_defaults()
+        } else {
+            read_versioned(
+                options,
+                listener_defaults(),
+                VOXSHM_LISTENER_OPTIONS_V1_SIZE,
+            )?
+        };
+        let opts = ListenerOptions {
+            allow: allow_arg(o.allow, o.uid, o.gid)?,
+            mode: o.mode,
+        };
+        let l = Listener::bind_with(&path_arg(path)?, opts)?;
         put(
             out_listener,
             Box::into_raw(Box::new(voxshm_listener { inner: l })),
@@ -592,17 +730,91 @@ pub extern "C" fn voxshm_listener_free(listener: *mut voxshm_listener) {
     }
 }
 
-/// Connects to a listener at `path` (`@name` for an abstract name) and
-/// writes the connected fd to `*out_fd`; it is the caller's. Returns
-/// `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_PEER_GONE` (the socket exists but
-/// nobody listens on it, or an abstract name nobody holds) or `VOXSHM_IO`
+/// Connects to a listener at `path` (`@name` for an abstract name) whose
+/// owner runs as this process's user or root, and writes the connected fd
+/// to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
+/// `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
+/// abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
+/// runs as another user: see `voxshm_connect_with_options`) or `VOXSHM_IO`
 /// (e.g. no such path yet: the message names the errno).
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_connect(path: *const c_char, out_fd: *mut c_int) -> voxshm_status {
+    voxshm_connect_with_options(path, std::ptr::null(), out_fd)
+}
+
+/// Fills `*options` with the defaults (`VOXSHM_ALLOW_SAME_USER`). Returns
+/// `VOXSHM_INVALID_ARGUMENT` for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_connect_options_init(
+    options: *mut voxshm_connect_options,
+) -> voxshm_status {
+    guard(|| {
+        out(options, "options")?;
+        put(options, connect_defaults());
+        Ok(())
+    })
+}
+
+fn connect_defaults() -> voxshm_connect_options {
+    voxshm_connect_options {
+        struct_size: size_of::<voxshm_connect_options>(),
+        allow: VOXSHM_ALLOW_SAME_USER,
+        uid: VOXSHM_ANY_ID,
+        gid: VOXSHM_ANY_ID,
+    }
+}
+
+/// Like `voxshm_connect`, with a policy for whom to talk to: the
+/// credentials the listening socket was created with must be allowed by
+/// `options` (NULL: the defaults), or the connection is closed and
+/// `VOXSHM_PEER_NOT_ALLOWED` returned. This guards against a process that
+/// took the name (or path) before the real producer.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_connect_with_options(
+    path: *const c_char,
+    options: *const voxshm_connect_options,
+    out_fd: *mut c_int,
+) -> voxshm_status {
     guard(|| {
         out(out_fd, "out_fd")?;
-        let c = Channel::connect(&path_arg(path)?)?;
+        let o = if options.is_null() {
+            connect_defaults()
+        } else {
+            read_versioned(options, connect_defaults(), VOXSHM_CONNECT_OPTIONS_V1_SIZE)?
+        };
+        let allow = allow_arg(o.allow, o.uid, o.gid)?;
+        let c = Channel::connect_allowing(&path_arg(path)?, allow)?;
         put(out_fd, c.into_fd().into_raw_fd());
+        Ok(())
+    })
+}
+
+/// Writes the credentials (pid, uid, gid, from `SO_PEERCRED`) of the
+/// process at the other end of the connected socket `fd` to `*out`: any
+/// channel fd, including `voxshm_registry_fd` and `voxshm_attachments_fd`.
+/// The fd stays the caller's. Returns `VOXSHM_INVALID_ARGUMENT` (NULL
+/// `out`, or `fd` is not a connected socket), `VOXSHM_IO`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_peer_credentials_get(
+    fd: c_int,
+    out_credentials: *mut voxshm_peer_credentials,
+) -> voxshm_status {
+    guard(|| {
+        out(out_credentials, "out_credentials")?;
+        let c = crate::channel::peer_credentials(fd).map_err(|e| {
+            Error::new(
+                Status::VOXSHM_INVALID_ARGUMENT,
+                format!("fd {fd} is not a connected socket: {}", e.message),
+            )
+        })?;
+        put(
+            out_credentials,
+            voxshm_peer_credentials {
+                pid: c.pid,
+                uid: c.uid,
+                gid: c.gid,
+            },
+        );
         Ok(())
     })
 }
@@ -1144,3 +1356,9 @@ pub extern "C" fn voxshm_attachments_get_stats(
         write_versioned(out_stats, v, size_of::<voxshm_attachments_stats>())
     })
 }
+
+// The frozen first-version sizes must match the structs as first shipped.
+const _: () = {
+    assert!(size_of::<voxshm_listener_options>() == VOXSHM_LISTENER_OPTIONS_V1_SIZE);
+    assert!(size_of::<voxshm_connect_options>() == VOXSHM_CONNECT_OPTIONS_V1_SIZE);
+};
