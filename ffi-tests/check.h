@@ -94,7 +94,8 @@ static inline void check_status_(const char *file, int line, const char *expr,
     }
   }
   if ((int)got >= 0 && (int)got < STATUS_COUNT) {
-    check_reached_[got] = 1;
+    /* Atomic: threads of one test check statuses concurrently. */
+    __atomic_store_n(&check_reached_[got], 1, __ATOMIC_RELAXED);
   }
 }
 
@@ -104,8 +105,12 @@ static inline void check_status_(const char *file, int line, const char *expr,
 #define CHECK_OK(expr) CHECK_STATUS(expr, VOXSHM_OK)
 
 /* Marks a status as reached when it was observed by another process. */
-static inline void note_reached(voxshm_status s) { check_reached_[s] = 1; }
-static inline int was_reached(voxshm_status s) { return check_reached_[s]; }
+static inline void note_reached(voxshm_status s) {
+  __atomic_store_n(&check_reached_[s], 1, __ATOMIC_RELAXED);
+}
+static inline int was_reached(voxshm_status s) {
+  return __atomic_load_n(&check_reached_[s], __ATOMIC_RELAXED);
+}
 
 /* Kills the test if it runs away; alarms do not survive fork or exec, so
    every process calls this. */

@@ -1,6 +1,7 @@
 //! The C tests of the ABI: every `ffi-tests/*.c` program, built against the
 //! freshly built `libvoxshm.so` and run three ways: plain, with
-//! AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind.
+//! AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind; the
+//! multithreaded one (`threads.c`) also with ThreadSanitizer.
 //!
 //! `ffi-tests/peer_receiver.c` is not a test of its own: it is the second
 //! program `exec_peer` spawns, built beside it and passed by path.
@@ -23,12 +24,14 @@ enum Mode {
     Plain,
     Sanitized,
     Valgrind,
+    Thread,
 }
 
 impl Mode {
     fn flavor(self) -> Flavor {
         match self {
             Mode::Sanitized => Flavor::Sanitized,
+            Mode::Thread => Flavor::Thread,
             Mode::Plain | Mode::Valgrind => Flavor::Plain,
         }
     }
@@ -113,6 +116,22 @@ fn run(name: &str, mode: Mode) {
             c.env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
             c
         }
+        Mode::Thread => {
+            let mut c = Command::new(&exe);
+            // Only the C program is instrumented: races between its threads
+            // around the handles they share are what this run checks; the
+            // library's own locking is std's, invisible to TSan but not
+            // raced on by the C code.
+            let supp = cbuild::root().join("ffi-tests").join("tsan.supp");
+            c.env(
+                "TSAN_OPTIONS",
+                format!(
+                    "halt_on_error=1:exitcode=66:report_signal_unsafe=0:suppressions={}",
+                    supp.display()
+                ),
+            );
+            c
+        }
         Mode::Plain => Command::new(&exe),
     };
     cmd.arg(&peer);
@@ -145,6 +164,12 @@ macro_rules! c_tests {
 c_tests!(
     happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes
 );
+
+/// The multithreaded test under ThreadSanitizer.
+#[test]
+fn thread_sanitized_threads() {
+    run("threads", Mode::Thread)
+}
 
 /// A new `ffi-tests/*.c` file must be listed above, or it would never run.
 #[test]

@@ -53,6 +53,8 @@ pub enum Flavor {
     Plain,
     /// `-fsanitize=address,undefined`.
     Sanitized,
+    /// `-fsanitize=thread`.
+    Thread,
 }
 
 /// Whether a source file is C++ (by extension).
@@ -81,6 +83,9 @@ pub fn build(srcs: &[PathBuf], out: &Path, std: &str, flavor: Flavor, extra: &[&
             "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all",
         ]);
+    }
+    if flavor == Flavor::Thread {
+        cmd.args(["-fsanitize=thread", "-fno-omit-frame-pointer"]);
     }
     cmd.args(extra).args(srcs).arg("-o").arg(out);
     let lib = lib_dir();
