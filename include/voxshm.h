@@ -17,6 +17,12 @@
 #include <stdint.h>
 
 /**
+ * How long `Channel::connect` waits for a listener whose queue of pending
+ * connections is full.
+ */
+#define CONNECT_TIMEOUT_MS 10000
+
+/**
  * Version of the C ABI described by this header. `voxshm_abi_version()`
  * returns the library's; a `dlopen` user compares the two and refuses a
  * library whose number differs.
@@ -90,7 +96,7 @@
 /**
  * Size of the first version of `voxshm_connect_options`.
  */
-#define VOXSHM_CONNECT_OPTIONS_V1_SIZE 24
+#define VOXSHM_CONNECT_OPTIONS_V1_SIZE 32
 
 /**
  * Outcome of a voxshm call. The numbers are part of the ABI: they are
@@ -338,6 +344,11 @@ typedef struct voxshm_connect_options {
    * For `VOXSHM_ALLOW_UID_GID`: the gid required (`VOXSHM_ANY_ID`: any).
    */
   uint32_t gid;
+  /**
+   * How long to wait for a listener whose queue of pending connections
+   * is full (default 10000 ms; 0: do not wait; negative: forever).
+   */
+  int64_t timeout_ms;
 } voxshm_connect_options;
 
 /**
@@ -778,8 +789,10 @@ void voxshm_listener_free(struct voxshm_listener *listener);
  * to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
  * `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
  * abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
- * runs as another user: see `voxshm_connect_with_options`) or `VOXSHM_IO`
- * (e.g. no such path yet: the message names the errno).
+ * runs as another user: see `voxshm_connect_with_options`),
+ * `VOXSHM_TIMEOUT` (the listener's queue of pending connections stayed
+ * full for 10 s) or `VOXSHM_IO` (e.g. no such path yet: the message names
+ * the errno).
  */
 enum voxshm_status voxshm_connect(const char *path, int *out_fd);
 

@@ -187,6 +187,32 @@ fn new_socket(ty: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// How long `Channel::connect` waits for a listener whose queue of pending
+/// connections is full.
+pub const CONNECT_TIMEOUT_MS: i64 = 10_000;
+
+/// Sets `SO_SNDTIMEO` (0: none).
+fn set_send_timeout(fd: &OwnedFd, us: u64) -> Result<()> {
+    let tv = libc::timeval {
+        tv_sec: (us / 1_000_000).min(i64::MAX as u64) as libc::time_t,
+        tv_usec: (us % 1_000_000) as libc::suseconds_t,
+    };
+    // SAFETY: the option value is a live timeval of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::last_os("setsockopt(SO_SNDTIMEO)"));
+    }
+    Ok(())
+}
+
 /// Builds a `sockaddr_un` for a filesystem path, or for a Linux abstract
 /// name when the path starts with `@`.
 fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
@@ -297,7 +323,14 @@ impl Channel {
     /// owner (a process that took the name first cannot pose as the
     /// producer).
     pub fn connect_allowing(path: &str, allow: Allow) -> Result<Channel> {
-        let c = Self::connect_any(path)?;
+        Self::connect_with(path, allow, CONNECT_TIMEOUT_MS)
+    }
+
+    /// `connect_allowing`, waiting up to `timeout_ms` (0: not at all;
+    /// negative: forever) for a listener whose queue of pending connections
+    /// is full.
+    pub fn connect_with(path: &str, allow: Allow, timeout_ms: i64) -> Result<Channel> {
+        let c = Self::connect_any(path, timeout_ms)?;
         allow.check(
             &peer_credentials(c.raw())?,
             &format!("the listener at {path}"),
@@ -305,9 +338,17 @@ impl Channel {
         Ok(c)
     }
 
-    fn connect_any(path: &str) -> Result<Channel> {
+    fn connect_any(path: &str, timeout_ms: i64) -> Result<Channel> {
         let (addr, len) = sockaddr(path)?;
         let fd = new_socket(libc::SOCK_SEQPACKET)?;
+        // A connect to a listener whose backlog is full sleeps until it
+        // accepts; SO_SNDTIMEO bounds that sleep (0 would mean forever,
+        // so "do not wait" is one microsecond).
+        let bounded = timeout_ms >= 0;
+        if bounded {
+            let us = (timeout_ms as u64).saturating_mul(1000).max(1);
+            set_send_timeout(&fd, us)?;
+        }
         // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
         if unsafe {
             libc::connect(
@@ -317,7 +358,19 @@ impl Channel {
             )
         } != 0
         {
-            return Err(Error::last_os(&format!("connect({path})")));
+            let err = std::io::Error::last_os_error();
+            if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS)) {
+                return Err(Error::new(
+                    Status::VOXSHM_TIMEOUT,
+                    format!(
+                        "connect({path}): the listener did not take the connection within {timeout_ms} ms (its queue of pending connections is full)"
+                    ),
+                ));
+            }
+            return Err(Error::os(&format!("connect({path})"), err));
+        }
+        if bounded {
+            set_send_timeout(&fd, 0)?;
         }
         Ok(Channel {
             fd,
@@ -617,7 +670,7 @@ fn is_stale_socket_file(path: &str) -> Result<bool> {
             format!("{path} exists and is not a socket: not replaced"),
         ));
     }
-    match Channel::connect_any(path) {
+    match Channel::connect_any(path, 1000) {
         // A live listener: the probe is closed at once (voxshm's own
         // `accept` skips connections that hung up before they were taken).
         Ok(_) => Ok(false),

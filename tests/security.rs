@@ -309,3 +309,28 @@ fn a_probe_that_hung_up_is_not_handed_out() {
         voxshm::channel::Recv::Msg(_)
     ));
 }
+
+#[test]
+fn connecting_to_a_listener_that_never_accepts_times_out() {
+    let _s = serial();
+    let name = format!("@{}", unique("backlog"));
+    let _l = Listener::bind(&name).unwrap();
+    let mut kept = Vec::new();
+    let t = std::time::Instant::now();
+    let e = loop {
+        match Channel::connect_with(&name, Allow::SameUser, 200) {
+            Ok(c) => kept.push(c),
+            Err(e) => break e,
+        }
+        assert!(kept.len() < 1000, "the backlog never filled");
+    };
+    assert_eq!(e.status, VOXSHM_TIMEOUT, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    // With 0 it does not wait at all.
+    assert_eq!(
+        Channel::connect_with(&name, Allow::SameUser, 0)
+            .unwrap_err()
+            .status,
+        VOXSHM_TIMEOUT
+    );
+}

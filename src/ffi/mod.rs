@@ -104,10 +104,13 @@ pub struct voxshm_connect_options {
     pub uid: u32,
     /// For `VOXSHM_ALLOW_UID_GID`: the gid required (`VOXSHM_ANY_ID`: any).
     pub gid: u32,
+    /// How long to wait for a listener whose queue of pending connections
+    /// is full (default 10000 ms; 0: do not wait; negative: forever).
+    pub timeout_ms: i64,
 }
 
 /// Size of the first version of `voxshm_connect_options`.
-pub const VOXSHM_CONNECT_OPTIONS_V1_SIZE: usize = 24;
+pub const VOXSHM_CONNECT_OPTIONS_V1_SIZE: usize = 32;
 
 /// Who is at the other end of a connected socket.
 #[repr(C)]
@@ -735,8 +738,10 @@ pub extern "C" fn voxshm_listener_free(listener: *mut voxshm_listener) {
 /// to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
 /// `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
 /// abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
-/// runs as another user: see `voxshm_connect_with_options`) or `VOXSHM_IO`
-/// (e.g. no such path yet: the message names the errno).
+/// runs as another user: see `voxshm_connect_with_options`),
+/// `VOXSHM_TIMEOUT` (the listener's queue of pending connections stayed
+/// full for 10 s) or `VOXSHM_IO` (e.g. no such path yet: the message names
+/// the errno).
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_connect(path: *const c_char, out_fd: *mut c_int) -> voxshm_status {
     voxshm_connect_with_options(path, std::ptr::null(), out_fd)
@@ -761,6 +766,7 @@ fn connect_defaults() -> voxshm_connect_options {
         allow: VOXSHM_ALLOW_SAME_USER,
         uid: VOXSHM_ANY_ID,
         gid: VOXSHM_ANY_ID,
+        timeout_ms: crate::channel::CONNECT_TIMEOUT_MS,
     }
 }
 
@@ -783,7 +789,7 @@ pub extern "C" fn voxshm_connect_with_options(
             read_versioned(options, connect_defaults(), VOXSHM_CONNECT_OPTIONS_V1_SIZE)?
         };
         let allow = allow_arg(o.allow, o.uid, o.gid)?;
-        let c = Channel::connect_allowing(&path_arg(path)?, allow)?;
+        let c = Channel::connect_with(&path_arg(path)?, allow, o.timeout_ms)?;
         put(out_fd, c.into_fd().into_raw_fd());
         Ok(())
     })
