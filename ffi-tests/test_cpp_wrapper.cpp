@@ -156,10 +156,30 @@ static void across_processes() {
   EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+// Who may connect: options, credentials, refusals as exceptions.
+static void policies() {
+  std::string name = "@voxshm-cpp-policy-" + std::to_string(getpid());
+  voxshm_listener_options lo = voxshm::listener_options();
+  EXPECT(lo.allow == VOXSHM_ALLOW_SAME_USER && lo.mode == 0600);
+  voxshm::listener l(name, lo);
+  EXPECT(status_of([&] { voxshm::listener again(name); }) == VOXSHM_ADDRESS_IN_USE);
+  int c = voxshm::connect(name);
+  int a = l.accept(5000);
+  voxshm_peer_credentials pc = voxshm::peer_credentials(a);
+  EXPECT(pc.pid == getpid() && pc.uid == geteuid());
+  close(a);
+  close(c);
+  voxshm_connect_options co = voxshm::connect_options();
+  co.allow = VOXSHM_ALLOW_UID_GID;
+  co.uid = geteuid() + 1;
+  EXPECT(status_of([&] { voxshm::connect(name, co); }) == VOXSHM_PEER_NOT_ALLOWED);
+}
+
 int main() {
   EXPECT(voxshm::version() == voxshm_version());
   in_process();
   across_processes();
+  policies();
   std::puts("test_cpp_wrapper: ok");
   return 0;
 }

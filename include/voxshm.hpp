@@ -80,6 +80,34 @@ inline int connect(const std::string& path) {
   return fd;
 }
 
+/** Connect options with the defaults filled in (voxshm_connect_options_init). */
+inline voxshm_connect_options connect_options() {
+  voxshm_connect_options o;
+  detail::check(voxshm_connect_options_init(&o));
+  return o;
+}
+
+/** Connects with a policy for whom to talk to; the returned fd is the caller's. */
+inline int connect(const std::string& path, const voxshm_connect_options& options) {
+  int fd = -1;
+  detail::check(voxshm_connect_with_options(path.c_str(), &options, &fd));
+  return fd;
+}
+
+/** pid, uid and gid of the process at the other end of a connected fd. */
+inline voxshm_peer_credentials peer_credentials(int fd) {
+  voxshm_peer_credentials c;
+  detail::check(voxshm_peer_credentials_get(fd, &c));
+  return c;
+}
+
+/** Listener options with the defaults filled in (voxshm_listener_options_init). */
+inline voxshm_listener_options listener_options() {
+  voxshm_listener_options o;
+  detail::check(voxshm_listener_options_init(&o));
+  return o;
+}
+
 /** Encodes a reference as the 32-byte MMAP_REF frame. */
 inline std::array<std::uint8_t, VOXSHM_REF_FRAME_LEN> encode(const voxshm_ref& ref) {
   std::array<std::uint8_t, VOXSHM_REF_FRAME_LEN> out{};
@@ -98,8 +126,15 @@ inline voxshm_ref decode(const void* frame, std::size_t len) {
 class listener {
  public:
   listener() = default;
-  /** Listens on `path` (must not exist; removed again on destruction) or "@name". */
+  /**
+   * Listens on a filesystem `path` (removed again on destruction; a stale
+   * socket file is replaced, a live one refused) or "@name". Accepts only
+   * this process's user or root, unless `options` say otherwise.
+   */
   explicit listener(const std::string& path) { detail::check(voxshm_listener_new(path.c_str(), &l_)); }
+  listener(const std::string& path, const voxshm_listener_options& options) {
+    detail::check(voxshm_listener_new_with_options(path.c_str(), &options, &l_));
+  }
   listener(listener&& o) noexcept : l_(std::exchange(o.l_, nullptr)) {}
   listener& operator=(listener&& o) noexcept {
     if (this != &o) {
