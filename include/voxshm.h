@@ -17,39 +17,6 @@
 #include <stdint.h>
 
 /**
- * How long `Channel::connect` waits for a listener whose queue of pending
- * connections is full.
- */
-#define CONNECT_TIMEOUT_MS 10000
-
-/**
- * Version of the C ABI described by this header. `voxshm_abi_version()`
- * returns the library's; a `dlopen` user compares the two and refuses a
- * library whose number differs.
- */
-#define VOXSHM_ABI_VERSION 1
-
-/**
- * Length of an encoded MMAP_REF frame.
- */
-#define VOXSHM_REF_FRAME_LEN 32
-
-/**
- * Registry option flag: talk to a vox-shm receiver. No extension
- * messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
- * (a vox receiver maps them read-write), `voxshm_registry_send` is
- * unavailable, and leases never come back.
- */
-#define VOXSHM_REGISTRY_VOX_COMPAT 1
-
-/**
- * Registry option flag: back regions with unlinked temp files instead of
- * memfds (they cannot be sealed; the receiver must accept unsealed
- * regions).
- */
-#define VOXSHM_REGISTRY_FORCE_TEMPFILE 2
-
-/**
  * Attachments option flag: accept regions without `F_SEAL_SHRINK |
  * F_SEAL_GROW` (what a vox sender sends). Such a sender could shrink the
  * file under the receiver, which then dies of SIGBUS on access.
@@ -61,6 +28,17 @@
  * RELEASE; implies accepting unsealed regions.
  */
 #define VOXSHM_ATTACHMENTS_VOX_COMPAT 2
+
+/**
+ * Size of the first version of `voxshm_attachments_options`; callers
+ * built against it keep working when fields are added.
+ */
+#define VOXSHM_ATTACHMENTS_OPTIONS_V1_SIZE 40
+
+/**
+ * Size of the first version of `voxshm_attachments_stats`.
+ */
+#define VOXSHM_ATTACHMENTS_STATS_V1_SIZE 160
 
 /**
  * Peer policy (`allow` field of `voxshm_listener_options` and
@@ -97,6 +75,44 @@
  * Size of the first version of `voxshm_connect_options`.
  */
 #define VOXSHM_CONNECT_OPTIONS_V1_SIZE 32
+
+/**
+ * Version of the C ABI described by this header. `voxshm_abi_version()`
+ * returns the library's; a `dlopen` user compares the two and refuses a
+ * library whose number differs.
+ */
+#define VOXSHM_ABI_VERSION 1
+
+/**
+ * Length of an encoded MMAP_REF frame.
+ */
+#define VOXSHM_REF_FRAME_LEN 32
+
+/**
+ * Registry option flag: talk to a vox-shm receiver. No extension
+ * messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
+ * (a vox receiver maps them read-write), `voxshm_registry_send` is
+ * unavailable, and leases never come back.
+ */
+#define VOXSHM_REGISTRY_VOX_COMPAT 1
+
+/**
+ * Registry option flag: back regions with unlinked temp files instead of
+ * memfds (they cannot be sealed; the receiver must accept unsealed
+ * regions).
+ */
+#define VOXSHM_REGISTRY_FORCE_TEMPFILE 2
+
+/**
+ * Size of the first version of `voxshm_registry_options`; callers built
+ * against it keep working when fields are added.
+ */
+#define VOXSHM_REGISTRY_OPTIONS_V1_SIZE 48
+
+/**
+ * Size of the first version of `voxshm_registry_stats`.
+ */
+#define VOXSHM_REGISTRY_STATS_V1_SIZE 136
 
 /**
  * Outcome of a voxshm call. The numbers are part of the ABI: they are
@@ -283,12 +299,173 @@ typedef struct voxshm_listener voxshm_listener;
 typedef struct voxshm_registry voxshm_registry;
 
 /**
- * A log callback: `level` is a `voxshm_log_level`, `target` the module
- * that logged, `message` the text with its fields. Both strings are valid
- * only during the call. The callback runs on the thread that logged,
- * possibly while a voxshm handle is locked: it must not call voxshm.
+ * Receiver options. Fill with `voxshm_attachments_options_init`, then
+ * change fields. `struct_size` must stay as init set it.
  */
-typedef void (*voxshm_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
+typedef struct voxshm_attachments_options {
+  /**
+   * `sizeof(voxshm_attachments_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Most regions mapped at once (default 1024).
+   */
+  uint32_t max_mappings;
+  /**
+   * `VOXSHM_ATTACHMENTS_*` flags (default 0).
+   */
+  uint32_t flags;
+  /**
+   * Most bytes mapped at once (default 16 GiB).
+   */
+  uint64_t max_mapped_bytes;
+  /**
+   * Largest single region accepted (default 4 GiB).
+   */
+  uint64_t max_single_mapping;
+  /**
+   * How long a release waits for room in a full channel before it is
+   * kept and sent by a later call (default 10000 ms).
+   */
+  int64_t send_timeout_ms;
+} voxshm_attachments_options;
+
+/**
+ * A reference to a published payload: `payload_len` bytes at
+ * `map_offset` in region (`map_id`, `map_generation`).
+ */
+typedef struct voxshm_ref {
+  /**
+   * Region number, reused only with a higher generation.
+   */
+  uint32_t map_id;
+  /**
+   * Generation of the region (starts at 1).
+   */
+  uint32_t map_generation;
+  /**
+   * Byte offset of the payload in the region.
+   */
+  uint64_t map_offset;
+  /**
+   * Payload length in bytes.
+   */
+  uint32_t payload_len;
+  /**
+   * Always zero.
+   */
+  uint32_t reserved;
+} voxshm_ref;
+
+/**
+ * A received payload: `len` read-only bytes at `data`, valid until the
+ * view is passed to `voxshm_attachments_release` (even if the sender dies
+ * meanwhile). The sender's process may still write these bytes: copy or
+ * validate before trusting them.
+ */
+typedef struct voxshm_view {
+  /**
+   * First readable byte (read-only memory).
+   */
+  const uint8_t *data;
+  /**
+   * Readable bytes at `data`.
+   */
+  size_t len;
+  /**
+   * The reference this view was resolved from.
+   */
+  struct voxshm_ref reference;
+} voxshm_view;
+
+/**
+ * Counters and limits of an attachments handle. Set `struct_size` to
+ * `sizeof(voxshm_attachments_stats)` before calling
+ * `voxshm_attachments_get_stats`.
+ */
+typedef struct voxshm_attachments_stats {
+  /**
+   * Set by the caller to the size of this struct.
+   */
+  size_t struct_size;
+  /**
+   * Regions currently mapped.
+   */
+  uint64_t mappings;
+  /**
+   * Bytes of those regions.
+   */
+  uint64_t mapped_bytes;
+  /**
+   * The configured most regions mapped at once.
+   */
+  uint64_t max_mappings;
+  /**
+   * The configured most bytes mapped at once.
+   */
+  uint64_t max_mapped_bytes;
+  /**
+   * The configured largest region accepted.
+   */
+  uint64_t max_single_mapping;
+  /**
+   * Views resolved and not yet released.
+   */
+  uint64_t live_views;
+  /**
+   * References received over the channel and not yet taken by recv.
+   */
+  uint64_t queued_refs;
+  /**
+   * Releases waiting for room in the channel.
+   */
+  uint64_t pending_releases;
+  /**
+   * File descriptors this handle holds (region fds are closed as soon as
+   * they are mapped).
+   */
+  uint64_t open_fds;
+  /**
+   * Messages sent on the channel.
+   */
+  uint64_t messages_sent;
+  /**
+   * Bytes of those messages.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Messages received on the channel.
+   */
+  uint64_t messages_received;
+  /**
+   * Bytes of those messages.
+   */
+  uint64_t bytes_received;
+  /**
+   * ATTACH messages received.
+   */
+  uint64_t attaches_received;
+  /**
+   * ATTACH messages rejected (validation or limits).
+   */
+  uint64_t attaches_rejected;
+  /**
+   * References received over the channel.
+   */
+  uint64_t refs_received;
+  /**
+   * Releases sent back to the sender.
+   */
+  uint64_t releases_sent;
+  /**
+   * Regions retired so far.
+   */
+  uint64_t regions_retired;
+  /**
+   * Minor page faults of the whole process so far (`getrusage`).
+   */
+  uint64_t minor_faults;
+} voxshm_attachments_stats;
 
 /**
  * Listener options. Fill with `voxshm_listener_options_init`, then change
@@ -371,31 +548,12 @@ typedef struct voxshm_peer_credentials {
 } voxshm_peer_credentials;
 
 /**
- * A reference to a published payload: `payload_len` bytes at
- * `map_offset` in region (`map_id`, `map_generation`).
+ * A log callback: `level` is a `voxshm_log_level`, `target` the module
+ * that logged, `message` the text with its fields. Both strings are valid
+ * only during the call. The callback runs on the thread that logged,
+ * possibly while a voxshm handle is locked: it must not call voxshm.
  */
-typedef struct voxshm_ref {
-  /**
-   * Region number, reused only with a higher generation.
-   */
-  uint32_t map_id;
-  /**
-   * Generation of the region (starts at 1).
-   */
-  uint32_t map_generation;
-  /**
-   * Byte offset of the payload in the region.
-   */
-  uint64_t map_offset;
-  /**
-   * Payload length in bytes.
-   */
-  uint32_t payload_len;
-  /**
-   * Always zero.
-   */
-  uint32_t reserved;
-} voxshm_ref;
+typedef void (*voxshm_log_fn)(void *user_data, int32_t level, const char *target, const char *message);
 
 /**
  * Sender options. Fill with `voxshm_registry_options_init`, then change
@@ -484,7 +642,7 @@ typedef struct voxshm_registry_stats {
    */
   uint64_t mapped_bytes;
   /**
-   * The configured budget and keep-warm amount.
+   * The configured budget.
    */
   uint64_t budget;
   /**
@@ -541,148 +699,6 @@ typedef struct voxshm_registry_stats {
   uint64_t minor_faults;
 } voxshm_registry_stats;
 
-/**
- * Receiver options. Fill with `voxshm_attachments_options_init`, then
- * change fields. `struct_size` must stay as init set it.
- */
-typedef struct voxshm_attachments_options {
-  /**
-   * `sizeof(voxshm_attachments_options)`, set by init.
-   */
-  size_t struct_size;
-  /**
-   * Most regions mapped at once (default 1024).
-   */
-  uint32_t max_mappings;
-  /**
-   * `VOXSHM_ATTACHMENTS_*` flags (default 0).
-   */
-  uint32_t flags;
-  /**
-   * Most bytes mapped at once (default 16 GiB).
-   */
-  uint64_t max_mapped_bytes;
-  /**
-   * Largest single region accepted (default 4 GiB).
-   */
-  uint64_t max_single_mapping;
-  /**
-   * How long a release waits for room in a full channel before it is
-   * kept and sent by a later call (default 10000 ms).
-   */
-  int64_t send_timeout_ms;
-} voxshm_attachments_options;
-
-/**
- * A received payload: `len` read-only bytes at `data`, valid until the
- * view is passed to `voxshm_attachments_release` (even if the sender dies
- * meanwhile). The sender's process may still write these bytes: copy or
- * validate before trusting them.
- */
-typedef struct voxshm_view {
-  /**
-   * First readable byte (read-only memory).
-   */
-  const uint8_t *data;
-  /**
-   * Readable bytes at `data`.
-   */
-  size_t len;
-  /**
-   * The reference this view was resolved from.
-   */
-  struct voxshm_ref reference;
-} voxshm_view;
-
-/**
- * Counters and limits of an attachments handle. Set `struct_size` to
- * `sizeof(voxshm_attachments_stats)` before calling
- * `voxshm_attachments_stats`.
- */
-typedef struct voxshm_attachments_stats {
-  /**
-   * Set by the caller to the size of this struct.
-   */
-  size_t struct_size;
-  /**
-   * Regions currently mapped, and their bytes.
-   */
-  uint64_t mappings;
-  /**
-   * Bytes of those regions.
-   */
-  uint64_t mapped_bytes;
-  /**
-   * The configured limits.
-   */
-  uint64_t max_mappings;
-  /**
-   * The configured most bytes mapped at once.
-   */
-  uint64_t max_mapped_bytes;
-  /**
-   * The configured largest region accepted.
-   */
-  uint64_t max_single_mapping;
-  /**
-   * Views resolved and not yet released.
-   */
-  uint64_t live_views;
-  /**
-   * References received over the channel and not yet taken by recv.
-   */
-  uint64_t queued_refs;
-  /**
-   * Releases waiting for room in the channel.
-   */
-  uint64_t pending_releases;
-  /**
-   * File descriptors this handle holds (region fds are closed as soon as
-   * they are mapped).
-   */
-  uint64_t open_fds;
-  /**
-   * Messages sent on the channel.
-   */
-  uint64_t messages_sent;
-  /**
-   * Bytes of those messages.
-   */
-  uint64_t bytes_sent;
-  /**
-   * Messages received on the channel.
-   */
-  uint64_t messages_received;
-  /**
-   * Bytes of those messages.
-   */
-  uint64_t bytes_received;
-  /**
-   * ATTACH messages received.
-   */
-  uint64_t attaches_received;
-  /**
-   * ATTACH messages rejected (validation or limits).
-   */
-  uint64_t attaches_rejected;
-  /**
-   * References received over the channel.
-   */
-  uint64_t refs_received;
-  /**
-   * Releases sent back to the sender.
-   */
-  uint64_t releases_sent;
-  /**
-   * Regions retired so far.
-   */
-  uint64_t regions_retired;
-  /**
-   * Minor page faults of the whole process so far (`getrusage`).
-   */
-  uint64_t minor_faults;
-} voxshm_attachments_stats;
-
 
 
 #ifdef __cplusplus
@@ -690,37 +706,100 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The package version, e.g. "0.1.0". Static storage; never free it.
+ * Fills `*options` with the defaults (and its `struct_size`).
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
  */
-const char *voxshm_version(void);
+enum voxshm_status voxshm_attachments_options_init(struct voxshm_attachments_options *options);
 
 /**
- * The library's ABI version; compare with `VOXSHM_ABI_VERSION`.
+ * Creates the receiver's side over the connected socket `fd` and says
+ * HELLO to the sender. `options` may be NULL for the defaults. On success
+ * the handle owns `fd` (closed by `voxshm_attachments_free`) and `*out` is
+ * the new handle; on failure `fd` is still the caller's.
+ * Returns `VOXSHM_INVALID_ARGUMENT` (NULL out, fd not an `AF_UNIX`
+ * `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad options),
+ * `VOXSHM_RESOURCE_EXHAUSTED`.
  */
-uint32_t voxshm_abi_version(void);
+enum voxshm_status voxshm_attachments_new(int fd, const struct voxshm_attachments_options *options, struct voxshm_attachments **out_attachments);
 
 /**
- * The name of a status, e.g. "VOXSHM_PEER_GONE", or "VOXSHM_UNKNOWN_STATUS"
- * for a number that is not a status. Static storage; never free it.
+ * Frees the handle: closes the channel (the sender sees the receiver go
+ * and reclaims everything it leased) and unmaps every region. Every view
+ * from it becomes invalid. NULL is a no-op. No other thread may be using
+ * the handle.
  */
-const char *voxshm_status_name(int status);
+void voxshm_attachments_free(struct voxshm_attachments *attachments);
 
 /**
- * A human-readable message about the last failure of a voxshm call on this
- * thread ("" if none has failed). The string belongs to the library and
- * stays valid until the next failing voxshm call on this thread; copy it
- * to keep it. Successful calls do not change it.
+ * The channel fd, for poll/epoll: readable when the sender sent something
+ * or hung up; then call `voxshm_attachments_recv` with timeout 0 or
+ * `voxshm_attachments_poll`. -1 for NULL. The fd stays the handle's: do
+ * not close or read it.
  */
-const char *voxshm_last_error(void);
+int voxshm_attachments_fd(const struct voxshm_attachments *attachments);
 
 /**
- * Sends the library's log messages up to `max_level` to `callback` (with
- * `user_data`), or, with a NULL callback, back to the default: silent,
- * unless the `VOXSHM_LOG` environment variable names a level (error, warn,
- * info, debug, trace), in which case they go to stderr.
- * Returns `VOXSHM_INVALID_ARGUMENT` for a level outside 0..=5.
+ * Takes the next payload the sender sent with `voxshm_registry_send`,
+ * waiting up to `timeout_ms` (0: do not wait; negative: forever), and
+ * writes its view to `*out`. Release the view when done with it.
+ * Returns `VOXSHM_TIMEOUT` (nothing arrived), `VOXSHM_PEER_GONE` (the
+ * sender is gone and everything it sent was taken), `VOXSHM_PROTOCOL`
+ * (poisoned channel); a reference that does not resolve returns the
+ * `voxshm_attachments_resolve` status (for a reference into a region whose
+ * announcement was rejected: the rejection, e.g. `VOXSHM_NOT_SEALED`) and
+ * is handed back to the sender. Only the fate of the reference it took is
+ * reported, never another region's.
  */
-enum voxshm_status voxshm_set_log_callback(voxshm_log_fn callback, void *user_data, int max_level);
+enum voxshm_status voxshm_attachments_recv(const struct voxshm_attachments *attachments, int64_t timeout_ms, struct voxshm_view *out_view);
+
+/**
+ * Resolves a reference that came over a transport of the caller's own
+ * into a view, waiting up to `timeout_ms` for its region to arrive. Checks
+ * in this order, each with its own status: `VOXSHM_PROTOCOL` (poisoned),
+ * `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_ZERO_LENGTH`,
+ * `VOXSHM_REF_OVERFLOW`, `VOXSHM_OUT_OF_BOUNDS`; `VOXSHM_TIMEOUT` when a
+ * positive timeout passed without the region arriving (with timeout 0:
+ * `VOXSHM_UNKNOWN_MAP` at once). A reference into a region whose
+ * announcement was rejected fails at once with that rejection
+ * (`VOXSHM_NOT_REGULAR_FILE`, `VOXSHM_FILE_TOO_SHORT`, `VOXSHM_NOT_SEALED`,
+ * `VOXSHM_TOO_MANY_MAPPINGS`, `VOXSHM_MAPPED_BYTES_LIMIT`,
+ * `VOXSHM_MAPPING_TOO_LARGE`, `VOXSHM_STALE_GENERATION`,
+ * `VOXSHM_RESOURCE_EXHAUSTED` when this process had no free fd to receive
+ * it); other regions' rejections are not reported here.
+ *
+ * After the sender is gone: once this function has been called on a
+ * handle, every region the sender had announced stays mapped, and its
+ * references resolve, until the handle is freed (references may still be
+ * travelling over your own transport); a handle that never called it
+ * unmaps a gone sender's region as soon as no view and no queued reference
+ * needs it. A reference into a region that is not mapped then fails with
+ * `VOXSHM_PEER_GONE`. Also returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_resolve(const struct voxshm_attachments *attachments, const struct voxshm_ref *reference, int64_t timeout_ms, struct voxshm_view *out_view);
+
+/**
+ * Releases a view: its bytes must not be read any more. When it was the
+ * last view of its reference the sender gets the space back. Works after
+ * the sender has gone too. Returns `VOXSHM_INVALID_VIEW` (never resolved,
+ * or released already), `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_release(const struct voxshm_attachments *attachments, const struct voxshm_view *view);
+
+/**
+ * Applies whatever the sender sent (regions, references, retirements,
+ * hang-up) without waiting, and sends pending releases. Reads at most 1024
+ * messages per call (the fd stays readable if more wait). Returns the
+ * first region rejection it met (the statuses listed under
+ * `voxshm_attachments_resolve`) after applying everything else,
+ * `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_poll(const struct voxshm_attachments *attachments);
+
+/**
+ * Writes the handle's counters and limits to `*out` (whose `struct_size`
+ * the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_attachments_get_stats(const struct voxshm_attachments *attachments, struct voxshm_attachments_stats *out_stats);
 
 /**
  * Creates a connected `AF_UNIX` `SOCK_SEQPACKET` pair (close-on-exec) and
@@ -819,6 +898,39 @@ enum voxshm_status voxshm_connect_with_options(const char *path, const struct vo
  * `out`, or `fd` is not a connected socket), `VOXSHM_IO`.
  */
 enum voxshm_status voxshm_peer_credentials_get(int fd, struct voxshm_peer_credentials *out_credentials);
+
+/**
+ * The package version, e.g. "0.1.0". Static storage; never free it.
+ */
+const char *voxshm_version(void);
+
+/**
+ * The library's ABI version; compare with `VOXSHM_ABI_VERSION`.
+ */
+uint32_t voxshm_abi_version(void);
+
+/**
+ * The name of a status, e.g. "VOXSHM_PEER_GONE", or "VOXSHM_UNKNOWN_STATUS"
+ * for a number that is not a status. Static storage; never free it.
+ */
+const char *voxshm_status_name(int status);
+
+/**
+ * A human-readable message about the last failure of a voxshm call on this
+ * thread ("" if none has failed). The string belongs to the library and
+ * stays valid until the next failing voxshm call on this thread; copy it
+ * to keep it. Successful calls do not change it.
+ */
+const char *voxshm_last_error(void);
+
+/**
+ * Sends the library's log messages up to `max_level` to `callback` (with
+ * `user_data`), or, with a NULL callback, back to the default: silent,
+ * unless the `VOXSHM_LOG` environment variable names a level (error, warn,
+ * info, debug, trace), in which case they go to stderr.
+ * Returns `VOXSHM_INVALID_ARGUMENT` for a level outside 0..=5.
+ */
+enum voxshm_status voxshm_set_log_callback(voxshm_log_fn callback, void *user_data, int max_level);
 
 /**
  * Encodes `ref` as the 32-byte vox MMAP_REF frame into `out` (32 writable
@@ -936,102 +1048,6 @@ enum voxshm_status voxshm_registry_wait_idle(const struct voxshm_registry *regis
  * `struct_size` the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_registry_get_stats(const struct voxshm_registry *registry, struct voxshm_registry_stats *out_stats);
-
-/**
- * Fills `*options` with the defaults (and its `struct_size`).
- * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
- */
-enum voxshm_status voxshm_attachments_options_init(struct voxshm_attachments_options *options);
-
-/**
- * Creates the receiver's side over the connected socket `fd` and says
- * HELLO to the sender. `options` may be NULL for the defaults. On success
- * the handle owns `fd` (closed by `voxshm_attachments_free`) and `*out` is
- * the new handle; on failure `fd` is still the caller's.
- * Returns `VOXSHM_INVALID_ARGUMENT` (NULL out, fd not an `AF_UNIX`
- * `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad options),
- * `VOXSHM_RESOURCE_EXHAUSTED`, `VOXSHM_TIMEOUT` (channel full).
- */
-enum voxshm_status voxshm_attachments_new(int fd, const struct voxshm_attachments_options *options, struct voxshm_attachments **out_attachments);
-
-/**
- * Frees the handle: closes the channel (the sender sees the receiver go
- * and reclaims everything it leased) and unmaps every region. Every view
- * from it becomes invalid. NULL is a no-op. No other thread may be using
- * the handle.
- */
-void voxshm_attachments_free(struct voxshm_attachments *attachments);
-
-/**
- * The channel fd, for poll/epoll: readable when the sender sent something
- * or hung up; then call `voxshm_attachments_recv` with timeout 0 or
- * `voxshm_attachments_poll`. -1 for NULL. The fd stays the handle's: do
- * not close or read it.
- */
-int voxshm_attachments_fd(const struct voxshm_attachments *attachments);
-
-/**
- * Takes the next payload the sender sent with `voxshm_registry_send`,
- * waiting up to `timeout_ms` (0: do not wait; negative: forever), and
- * writes its view to `*out`. Release the view when done with it.
- * Returns `VOXSHM_TIMEOUT` (nothing arrived), `VOXSHM_PEER_GONE` (the
- * sender is gone and everything it sent was taken), `VOXSHM_PROTOCOL`
- * (poisoned channel); a reference that does not resolve returns the
- * `voxshm_attachments_resolve` status (for a reference into a region whose
- * announcement was rejected: the rejection, e.g. `VOXSHM_NOT_SEALED`) and
- * is handed back to the sender. Only the fate of the reference it took is
- * reported, never another region's.
- */
-enum voxshm_status voxshm_attachments_recv(const struct voxshm_attachments *attachments, int64_t timeout_ms, struct voxshm_view *out_view);
-
-/**
- * Resolves a reference that came over a transport of the caller's own
- * into a view, waiting up to `timeout_ms` for its region to arrive. Checks
- * in this order, each with its own status: `VOXSHM_PROTOCOL` (poisoned),
- * `VOXSHM_UNKNOWN_MAP`, `VOXSHM_STALE_GENERATION`, `VOXSHM_ZERO_LENGTH`,
- * `VOXSHM_REF_OVERFLOW`, `VOXSHM_OUT_OF_BOUNDS`; `VOXSHM_TIMEOUT` when a
- * positive timeout passed without the region arriving (with timeout 0:
- * `VOXSHM_UNKNOWN_MAP` at once). A reference into a region whose
- * announcement was rejected fails at once with that rejection
- * (`VOXSHM_NOT_REGULAR_FILE`, `VOXSHM_FILE_TOO_SHORT`, `VOXSHM_NOT_SEALED`,
- * `VOXSHM_TOO_MANY_MAPPINGS`, `VOXSHM_MAPPED_BYTES_LIMIT`,
- * `VOXSHM_MAPPING_TOO_LARGE`, `VOXSHM_STALE_GENERATION`,
- * `VOXSHM_RESOURCE_EXHAUSTED` when this process had no free fd to receive
- * it); other regions' rejections are not reported here.
- *
- * After the sender is gone: once this function has been called on a
- * handle, every region the sender had announced stays mapped, and its
- * references resolve, until the handle is freed (references may still be
- * travelling over your own transport); a handle that never called it
- * unmaps a gone sender's region as soon as no view and no queued reference
- * needs it. A reference into a region that is not mapped then fails with
- * `VOXSHM_PEER_GONE`. Also returns `VOXSHM_INVALID_ARGUMENT`.
- */
-enum voxshm_status voxshm_attachments_resolve(const struct voxshm_attachments *attachments, const struct voxshm_ref *reference, int64_t timeout_ms, struct voxshm_view *out_view);
-
-/**
- * Releases a view: its bytes must not be read any more. When it was the
- * last view of its reference the sender gets the space back. Works after
- * the sender has gone too. Returns `VOXSHM_INVALID_VIEW` (never resolved,
- * or released already), `VOXSHM_INVALID_ARGUMENT`.
- */
-enum voxshm_status voxshm_attachments_release(const struct voxshm_attachments *attachments, const struct voxshm_view *view);
-
-/**
- * Applies whatever the sender sent (regions, references, retirements,
- * hang-up) without waiting, and sends pending releases. Reads at most 1024
- * messages per call (the fd stays readable if more wait). Returns the
- * first region rejection it met (the statuses listed under
- * `voxshm_attachments_resolve`) after applying everything else,
- * `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
- */
-enum voxshm_status voxshm_attachments_poll(const struct voxshm_attachments *attachments);
-
-/**
- * Writes the handle's counters and limits to `*out` (whose `struct_size`
- * the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
- */
-enum voxshm_status voxshm_attachments_get_stats(const struct voxshm_attachments *attachments, struct voxshm_attachments_stats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

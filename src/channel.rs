@@ -8,13 +8,11 @@
 //! walks every control message and takes ownership of every fd that
 //! arrived, so dropping a rejected message closes them all.
 
-use std::ffi::CString;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use tracing::{debug, info, warn};
-
 use crate::error::{Error, Result, Status};
+pub use crate::listener::{Allow, Listener, ListenerOptions, PeerCredentials, peer_credentials};
 use crate::sys::{self, Deadline};
 
 /// Room for the control data of one received message, in 8-byte words:
@@ -42,116 +40,6 @@ pub struct Channel {
     kind: Kind,
 }
 
-/// Who is at the other end of a connected socket (`SO_PEERCRED`): the
-/// process that connected, or that created the pair or the listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerCredentials {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// The credentials of the peer of the connected socket `fd`.
-pub fn peer_credentials(fd: RawFd) -> Result<PeerCredentials> {
-    let mut c = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the out-pointer is a live ucred and `len` is its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut c as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(Error::last_os("getsockopt(SO_PEERCRED)"));
-    }
-    Ok(PeerCredentials {
-        pid: c.pid,
-        uid: c.uid,
-        gid: c.gid,
-    })
-}
-
-/// Which peers a listener accepts, or a connecting side talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Allow {
-    /// Peers whose effective uid is this process's, or root (the default).
-    #[default]
-    SameUser,
-    /// Any local process that can reach the socket.
-    Anyone,
-    /// Exactly this uid and/or gid (None: any); root gets no exception.
-    Only { uid: Option<u32>, gid: Option<u32> },
-}
-
-impl Allow {
-    /// Whether a peer with these credentials is allowed.
-    pub fn permits(&self, c: &PeerCredentials) -> bool {
-        match *self {
-            Allow::SameUser => {
-                // SAFETY: geteuid cannot fail and takes no pointers.
-                let me = unsafe { libc::geteuid() };
-                c.uid == me || c.uid == 0
-            }
-            Allow::Anyone => true,
-            Allow::Only { uid, gid } => {
-                uid.is_none_or(|u| u == c.uid) && gid.is_none_or(|g| g == c.gid)
-            }
-        }
-    }
-
-    fn check(&self, c: &PeerCredentials, who: &str) -> Result<()> {
-        if self.permits(c) {
-            return Ok(());
-        }
-        Err(Error::new(
-            Status::VOXSHM_PEER_NOT_ALLOWED,
-            format!(
-                "{who} (pid {}, uid {}, gid {}) is not allowed: {}",
-                c.pid,
-                c.uid,
-                c.gid,
-                match *self {
-                    Allow::SameUser => "only this process's user or root is".to_string(),
-                    Allow::Anyone => "anyone is".to_string(),
-                    Allow::Only { uid, gid } => format!(
-                        "only uid {} and gid {} are",
-                        uid.map_or("any".into(), |u| u.to_string()),
-                        gid.map_or("any".into(), |g| g.to_string())
-                    ),
-                }
-            ),
-        ))
-    }
-}
-
-/// How a listener is set up.
-#[derive(Clone, Copy, Debug)]
-pub struct ListenerOptions {
-    /// Which peers `accept` hands out; the others are closed before a byte
-    /// is exchanged.
-    pub allow: Allow,
-    /// Permission bits of a filesystem-path socket (connecting needs write
-    /// permission on it).
-    pub mode: u32,
-}
-
-impl Default for ListenerOptions {
-    fn default() -> Self {
-        ListenerOptions {
-            allow: Allow::SameUser,
-            mode: 0o600,
-        }
-    }
-}
-
 /// What one non-blocking receive produced.
 #[derive(Debug)]
 pub enum Recv {
@@ -177,7 +65,7 @@ pub struct Message {
     pub trunc: bool,
 }
 
-fn new_socket(ty: i32) -> Result<OwnedFd> {
+pub(crate) fn new_socket(ty: i32) -> Result<OwnedFd> {
     // SAFETY: socket takes no pointers.
     let fd = unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -185,6 +73,52 @@ fn new_socket(ty: i32) -> Result<OwnedFd> {
     }
     // SAFETY: socket just returned this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Queues one message with at most one fd on `sock` without blocking
+/// (`MSG_NOSIGNAL | MSG_DONTWAIT`). `Ok(false)`: the buffer is full and
+/// nothing was queued.
+fn try_send_on(sock: RawFd, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // Space for one fd, aligned for cmsghdr.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain old data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+        debug_assert!(space <= mem::size_of_val(&cbuf));
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` writable, aligned bytes,
+        // so the first header and its data fit.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        }
+    }
+    loop {
+        // SAFETY: `msg` points at live iovec and control buffers.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            debug_assert_eq!(n as usize, bytes.len());
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return Ok(false),
+            _ => return Err(Error::os("sendmsg", err)),
+        }
+    }
 }
 
 /// How long `Channel::connect` waits for a listener whose queue of pending
@@ -215,7 +149,7 @@ fn set_send_timeout(fd: &OwnedFd, us: u64) -> Result<()> {
 
 /// Builds a `sockaddr_un` for a filesystem path, or for a Linux abstract
 /// name when the path starts with `@`.
-fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+pub(crate) fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain old data; all-zero is valid.
     let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -243,6 +177,14 @@ fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
 }
 
 impl Channel {
+    /// An accepted or connected `SOCK_SEQPACKET` socket.
+    pub(crate) fn seqpacket(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            kind: Kind::SeqPacket,
+        }
+    }
+
     /// A connected `SOCK_SEQPACKET` pair.
     pub fn pair() -> Result<(Channel, Channel)> {
         Self::pair_of(Kind::SeqPacket)
@@ -338,7 +280,7 @@ impl Channel {
         Ok(c)
     }
 
-    fn connect_any(path: &str, timeout_ms: i64) -> Result<Channel> {
+    pub(crate) fn connect_any(path: &str, timeout_ms: i64) -> Result<Channel> {
         let (addr, len) = sockaddr(path)?;
         let fd = new_socket(libc::SOCK_SEQPACKET)?;
         // A connect to a listener whose backlog is full sleeps until it
@@ -399,61 +341,22 @@ impl Channel {
     /// Tries to queue one message, with at most one fd, without blocking.
     /// `Ok(false)`: the socket buffer is full and nothing was queued.
     pub fn try_send(&self, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
-        let mut iov = libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        // Space for one fd, aligned for cmsghdr.
-        let mut cbuf = [0u64; 8];
-        // SAFETY: msghdr is plain old data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(fd) = fd {
-            // SAFETY: CMSG_SPACE is a pure computation.
-            let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
-            debug_assert!(space <= mem::size_of_val(&cbuf));
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            // SAFETY: msg_control points at `space` writable, aligned bytes,
-            // so the first header and its data fit.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-            }
-        }
-        loop {
-            // SAFETY: `msg` points at live iovec and control buffers.
-            let n =
-                unsafe { libc::sendmsg(self.raw(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-            if n >= 0 {
-                debug_assert_eq!(n as usize, bytes.len());
-                return Ok(true);
-            }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(false),
-                _ => return Err(Error::os("sendmsg", err)),
-            }
-        }
+        try_send_on(self.raw(), bytes, fd)
     }
 
-    /// Sends one message, waiting up to `deadline` for buffer space. While
-    /// it waits, `drain` is called whenever the socket is readable, so the
-    /// peer is never deadlocked writing to us while we write to it.
-    pub fn send(
-        &self,
+    /// Sends one message on the socket `sock`, waiting up to `deadline` for
+    /// buffer space. While it waits, `drain` is called whenever the socket
+    /// is readable, so the peer is never deadlocked writing to us while we
+    /// write to it. (By fd, so `drain` may borrow whatever owns the socket.)
+    pub fn send_on(
+        sock: RawFd,
         bytes: &[u8],
         fd: Option<RawFd>,
         deadline: Deadline,
         mut drain: impl FnMut() -> Result<()>,
     ) -> Result<()> {
         loop {
-            if self.try_send(bytes, fd)? {
+            if try_send_on(sock, bytes, fd)? {
                 return Ok(());
             }
             if deadline.expired() {
@@ -462,7 +365,7 @@ impl Channel {
                     "the channel stayed full: the peer is not reading",
                 ));
             }
-            let mut p = [sys::pollfd(self.raw(), libc::POLLOUT | libc::POLLIN)];
+            let mut p = [sys::pollfd(sock, libc::POLLOUT | libc::POLLIN)];
             sys::poll(&mut p, deadline)?;
             if p[0].revents & libc::POLLIN != 0 {
                 drain()?;
@@ -481,7 +384,7 @@ impl Channel {
 
     /// True when the peer closed its end without sending anything (a
     /// probe, or a client that died before its connection was accepted).
-    fn hung_up_silently(&self) -> bool {
+    pub(crate) fn hung_up_silently(&self) -> bool {
         let mut p = [sys::pollfd(self.raw(), libc::POLLIN | libc::POLLRDHUP)];
         match sys::poll(&mut p, Deadline::now()) {
             Ok(_) if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 => {
@@ -622,184 +525,5 @@ impl Channel {
             fd_shortage,
             trunc: msg.msg_flags & libc::MSG_TRUNC != 0 || n > crate::wire::MAX_MESSAGE_LEN,
         }))
-    }
-}
-
-/// A listening `SOCK_SEQPACKET` socket on a filesystem path or an abstract
-/// name (`@name`), so two unrelated processes can meet.
-#[derive(Debug)]
-pub struct Listener {
-    fd: OwnedFd,
-    path: Option<CString>,
-    allow: Allow,
-}
-
-/// Binds `fd` to `addr`; `Ok(false)` when the address is in use.
-fn try_bind(fd: &OwnedFd, addr: &libc::sockaddr_un, len: libc::socklen_t) -> Result<bool> {
-    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
-    if unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    } == 0
-    {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EADDRINUSE) {
-        return Ok(false);
-    }
-    Err(Error::os("bind", err))
-}
-
-/// True when nobody listens on the socket file at `path` any more (its
-/// owner died without removing it): a connection is refused.
-fn is_stale_socket_file(path: &str) -> Result<bool> {
-    let c = CString::new(path).unwrap_or_default();
-    // SAFETY: stat is plain old data; lstat fills it from a valid path.
-    let mut st: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` writable.
-    if unsafe { libc::lstat(c.as_ptr(), &mut st) } != 0 {
-        return Ok(false);
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(Error::new(
-            Status::VOXSHM_ADDRESS_IN_USE,
-            format!("{path} exists and is not a socket: not replaced"),
-        ));
-    }
-    match Channel::connect_any(path, 1000) {
-        // A live listener: the probe is closed at once (voxshm's own
-        // `accept` skips connections that hung up before they were taken).
-        Ok(_) => Ok(false),
-        // ECONNREFUSED: a socket file nobody listens on.
-        Err(e) => Ok(e.status == Status::VOXSHM_PEER_GONE),
-    }
-}
-
-impl Listener {
-    /// Binds and listens with the default options: only peers running as
-    /// this process's user (or root) are accepted, and a filesystem path
-    /// gets mode 0600.
-    pub fn bind(path: &str) -> Result<Listener> {
-        Self::bind_with(path, ListenerOptions::default())
-    }
-
-    /// Binds and listens. A filesystem path left behind by a listener that
-    /// died (nobody accepts on it) is replaced; a live listener's name or
-    /// path is refused with `VOXSHM_ADDRESS_IN_USE`. The path is removed
-    /// again when the listener is dropped.
-    pub fn bind_with(path: &str, opts: ListenerOptions) -> Result<Listener> {
-        if opts.mode & !0o777 != 0 {
-            return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
-                format!("listener mode {:o} has bits beyond 0777", opts.mode),
-            ));
-        }
-        let (addr, len) = sockaddr(path)?;
-        // Non-blocking, so `accept` can wait with poll() and a deadline.
-        let fd = new_socket(libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)?;
-        let abstract_name = path.starts_with('@');
-        if !abstract_name {
-            // The socket file takes the socket inode's mode (less the
-            // umask) when it is bound: no moment with wider permissions.
-            // SAFETY: fchmod takes no pointers.
-            if unsafe { libc::fchmod(fd.as_raw_fd(), opts.mode as libc::mode_t) } != 0 {
-                return Err(Error::last_os("fchmod (listener socket)"));
-            }
-        }
-        let mut bound = try_bind(&fd, &addr, len)?;
-        if !bound && !abstract_name && is_stale_socket_file(path)? {
-            info!(path, "replacing a stale socket file (its listener is gone)");
-            let c = CString::new(path).unwrap_or_default();
-            // SAFETY: `c` is a valid NUL-terminated path.
-            unsafe { libc::unlink(c.as_ptr()) };
-            bound = try_bind(&fd, &addr, len)?;
-        }
-        if !bound {
-            return Err(Error::new(
-                Status::VOXSHM_ADDRESS_IN_USE,
-                format!("{path} is held by a live listener"),
-            ));
-        }
-        // SAFETY: listen takes no pointers.
-        if unsafe { libc::listen(fd.as_raw_fd(), 16) } != 0 {
-            return Err(Error::last_os("listen"));
-        }
-        let path = if abstract_name {
-            None
-        } else {
-            CString::new(path).ok()
-        };
-        Ok(Listener {
-            fd,
-            path,
-            allow: opts.allow,
-        })
-    }
-
-    pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Accepts one allowed connection, waiting up to `deadline`. A peer the
-    /// policy does not allow is closed before anything is exchanged (and
-    /// logged), as is one that hung up before it was taken; the wait goes on.
-    pub fn accept(&self, deadline: Deadline) -> Result<Channel> {
-        loop {
-            // SAFETY: NULL address pointers are allowed by accept4.
-            let fd = unsafe {
-                libc::accept4(
-                    self.raw(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: accept4 just returned this fd; nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let chan = Channel {
-                    fd,
-                    kind: Kind::SeqPacket,
-                };
-                let creds = chan.peer_credentials()?;
-                if let Err(e) = self.allow.check(&creds, "a connecting process") {
-                    warn!(reason = %e.message, "listener: connection refused");
-                    continue;
-                }
-                if chan.hung_up_silently() {
-                    debug!("listener: skipped a connection that closed before it was accepted");
-                    continue;
-                }
-                return Ok(chan);
-            }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR | libc::ECONNABORTED) => continue,
-                Some(libc::EAGAIN) => {
-                    if deadline.expired() {
-                        return Err(Error::new(
-                            Status::VOXSHM_TIMEOUT,
-                            "no connection arrived before the timeout",
-                        ));
-                    }
-                    let mut p = [sys::pollfd(self.raw(), libc::POLLIN)];
-                    sys::poll(&mut p, deadline)?;
-                }
-                _ => return Err(Error::os("accept4", err)),
-            }
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            // SAFETY: `p` is a valid NUL-terminated path.
-            unsafe { libc::unlink(p.as_ptr()) };
-        }
     }
 }

@@ -9,17 +9,37 @@
 //! `notify` makes them only when a thread is actually asleep: a handle used
 //! from one thread pays nothing for it.
 
+use std::os::fd::RawFd;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::channel::Channel;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sys::{self, Deadline, Wake};
 
 pub struct Hub<T> {
     m: Mutex<Slot<T>>,
     cv: Condvar,
     wake: Wake,
-    pub chan: Channel,
+    /// The socket polled while waiting. It is owned by the link inside the
+    /// state, which lives exactly as long as this hub.
+    fd: RawFd,
+}
+
+/// What a handle needs before it can take a socket: its checked options
+/// and its wake-up fd. Everything that can fail is done by the time one
+/// exists, so `start` (which takes the socket) cannot fail, and a caller
+/// that was lent the socket keeps it when preparing fails.
+pub struct Unstarted<O> {
+    pub opts: O,
+    pub wake: Wake,
+}
+
+impl<O> Unstarted<O> {
+    pub fn new(opts: O) -> Result<Unstarted<O>> {
+        Ok(Unstarted {
+            opts,
+            wake: Wake::new()?,
+        })
+    }
 }
 
 pub struct Slot<T> {
@@ -32,13 +52,9 @@ pub struct Slot<T> {
 pub type Guard<'a, T> = MutexGuard<'a, Slot<T>>;
 
 impl<T> Hub<T> {
-    /// On failure the channel is handed back with the error.
-    pub fn new(chan: Channel, state: T) -> std::result::Result<Hub<T>, (Error, Channel)> {
-        let wake = match Wake::new() {
-            Ok(w) => w,
-            Err(e) => return Err((e, chan)),
-        };
-        Ok(Hub {
+    /// A hub over `state`, which owns the socket `fd`.
+    pub fn new(wake: Wake, fd: RawFd, state: T) -> Hub<T> {
+        Hub {
             m: Mutex::new(Slot {
                 polling: false,
                 sleepers: 0,
@@ -46,13 +62,13 @@ impl<T> Hub<T> {
             }),
             cv: Condvar::new(),
             wake,
-            chan,
-        })
+            fd,
+        }
     }
 
-    /// Takes the channel back, closing only the wake-up fd.
-    pub fn into_channel(self) -> Channel {
-        self.chan
+    /// The socket's fd, for the caller's own poll/epoll loop.
+    pub fn fd(&self) -> RawFd {
+        self.fd
     }
 
     /// Locks the state. A panic in another thread does not make the state
@@ -84,7 +100,7 @@ impl<T> Hub<T> {
             g.polling = true;
             drop(g);
             let mut p = [
-                sys::pollfd(self.chan.raw(), libc::POLLIN),
+                sys::pollfd(self.fd, libc::POLLIN),
                 sys::pollfd(self.wake.raw(), libc::POLLIN),
             ];
             let r = sys::poll(&mut p, deadline);

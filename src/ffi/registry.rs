@@ -1,0 +1,410 @@
+//! The sender's handle: options, allocations, stats and the registry
+//! functions. Conversions between these C structs and the core's types are
+//! written once each, as `From`/`TryFrom` impls.
+
+use std::mem::size_of;
+
+use super::common::{
+    Versioned, arg, free_handle, guard, handle_fd, invalid, new_handle, options_init, out, put,
+    read_options, take_fd, write_stats,
+};
+use super::refs::voxshm_ref;
+use crate::error::{Error, voxshm_status};
+use crate::registry::{Allocation, Registry, RegistryOptions, RegistryStats};
+use std::ffi::c_int;
+
+/// Registry option flag: talk to a vox-shm receiver. No extension
+/// messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
+/// (a vox receiver maps them read-write), `voxshm_registry_send` is
+/// unavailable, and leases never come back.
+pub const VOXSHM_REGISTRY_VOX_COMPAT: u32 = 1;
+/// Registry option flag: back regions with unlinked temp files instead of
+/// memfds (they cannot be sealed; the receiver must accept unsealed
+/// regions).
+pub const VOXSHM_REGISTRY_FORCE_TEMPFILE: u32 = 2;
+
+/// Payload space from `voxshm_registry_alloc`: `capacity` writable bytes at
+/// `data`, owned by the caller until it is published, sent or aborted. The
+/// other fields identify it to the registry; do not change them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct voxshm_allocation {
+    /// First writable byte.
+    pub data: *mut u8,
+    /// Writable bytes at `data` (the request rounded up to 64).
+    pub capacity: usize,
+    /// Region of the allocation.
+    pub map_id: u32,
+    /// Generation of that region.
+    pub map_generation: u32,
+    /// Offset of `data` in the region.
+    pub map_offset: u64,
+    /// Identifies this allocation to the registry.
+    pub token: u64,
+}
+
+/// Sender options. Fill with `voxshm_registry_options_init`, then change
+/// fields. `struct_size` must stay as init set it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct voxshm_registry_options {
+    /// `sizeof(voxshm_registry_options)`, set by init.
+    pub struct_size: usize,
+    /// Bytes in a new region (default 64 MiB; rounded up to whole pages). A
+    /// payload larger than this gets a region of its own.
+    pub region_size: u64,
+    /// Most bytes of regions held at once (default 1 GiB). When it is
+    /// exhausted, alloc waits for releases, then fails with
+    /// `VOXSHM_NO_SPACE`.
+    pub budget: u64,
+    /// Bytes of idle regions kept mapped for reuse (default 64 MiB); idle
+    /// regions beyond this are retired.
+    pub keep_warm: u64,
+    /// How long `voxshm_registry_send` and region creation wait for room in
+    /// the channel and for the receiver's HELLO (default 10000 ms; negative:
+    /// forever).
+    pub send_timeout_ms: i64,
+    /// `VOXSHM_REGISTRY_*` flags (default 0).
+    pub flags: u32,
+}
+
+/// Counters and limits of a registry. Set `struct_size` to
+/// `sizeof(voxshm_registry_stats)` before calling `voxshm_registry_get_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct voxshm_registry_stats {
+    /// Set by the caller to the size of this struct.
+    pub struct_size: usize,
+    /// Regions currently held (mapped, with their fd open).
+    pub regions: u64,
+    /// Bytes of those regions.
+    pub mapped_bytes: u64,
+    /// The configured budget.
+    pub budget: u64,
+    /// The configured keep-warm amount.
+    pub keep_warm: u64,
+    /// Published payloads the receiver has not released yet.
+    pub live_leases: u64,
+    /// Allocations neither published nor aborted.
+    pub allocations: u64,
+    /// File descriptors this registry holds.
+    pub open_fds: u64,
+    /// Messages sent on the channel.
+    pub messages_sent: u64,
+    /// Bytes of those messages.
+    pub bytes_sent: u64,
+    /// Messages received on the channel.
+    pub messages_received: u64,
+    /// Bytes of those messages.
+    pub bytes_received: u64,
+    /// Regions created so far.
+    pub regions_created: u64,
+    /// Regions retired so far.
+    pub regions_retired: u64,
+    /// Payloads published or sent so far.
+    pub payloads_published: u64,
+    /// Bytes of those payloads.
+    pub payload_bytes_published: u64,
+    /// Minor page faults of the whole process so far (`getrusage`).
+    pub minor_faults: u64,
+}
+
+/// The sender's side: owns regions, hands out payload space, sends
+/// references. Create with `voxshm_registry_new`, end with
+/// `voxshm_registry_free`. Safe to use from several threads at once.
+pub struct voxshm_registry {
+    inner: Registry,
+}
+
+/// Fills `*options` with the defaults (and its `struct_size`).
+/// Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_options_init(
+    options: *mut voxshm_registry_options,
+) -> voxshm_status {
+    options_init(options)
+}
+
+/// Creates a registry that sends over the connected socket `fd`.
+/// `options` may be NULL for the defaults. On success the registry owns
+/// `fd` (it is closed by `voxshm_registry_free`) and `*out` is the new
+/// handle; on failure `fd` is still the caller's.
+/// Returns `VOXSHM_INVALID_ARGUMENT` (NULL out, fd not an `AF_UNIX`
+/// `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad options),
+/// `VOXSHM_RESOURCE_EXHAUSTED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_new(
+    fd: c_int,
+    options: *const voxshm_registry_options,
+    out_registry: *mut *mut voxshm_registry,
+) -> voxshm_status {
+    guard(|| {
+        out(out_registry, "out_registry")?;
+        let opts = RegistryOptions::try_from(read_options(options)?)?;
+        // Everything that can fail happens before the fd is taken.
+        let ready = Registry::prepare(opts)?;
+        let inner = ready.start(take_fd(fd)?);
+        new_handle(out_registry, voxshm_registry { inner });
+        Ok(())
+    })
+}
+
+/// Frees the registry: closes its channel (the receiver sees the sender
+/// go) and its regions. Allocations from it become invalid; views the
+/// receiver holds stay readable. NULL is a no-op. No other thread may be
+/// using the registry.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_free(registry: *mut voxshm_registry) {
+    free_handle(registry)
+}
+
+/// The channel fd, for poll/epoll: readable when the receiver sent
+/// releases or hung up; then call `voxshm_registry_poll`. -1 for NULL. The
+/// fd stays the registry's: do not close or read it.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_fd(registry: *const voxshm_registry) -> c_int {
+    handle_fd(registry, |r| r.inner.fd())
+}
+
+/// Allocates `len` bytes of payload space (1 ..= 4 GiB - 1) and writes it
+/// to `*out`. When the budget is exhausted it waits up to `timeout_ms` (0:
+/// do not wait; negative: forever) for the receiver to release space.
+/// Returns `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE` (over 4 GiB - 1 or over
+/// the budget), `VOXSHM_NO_SPACE` (budget still exhausted at the timeout),
+/// `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_RESOURCE_EXHAUSTED`
+/// (memfd, fd or memory limits), `VOXSHM_TIMEOUT` (the channel stayed full
+/// while announcing a new region), `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_alloc(
+    registry: *const voxshm_registry,
+    len: usize,
+    timeout_ms: i64,
+    out_allocation: *mut voxshm_allocation,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        out(out_allocation, "out_allocation")?;
+        put(
+            out_allocation,
+            r.inner.alloc(len as u64, timeout_ms)?.into(),
+        );
+        Ok(())
+    })
+}
+
+/// Publishes the first `len` bytes of `allocation` and writes their
+/// reference to `*out_ref`, for the caller to carry over a transport of
+/// its own (see `voxshm_ref_encode`). Every write to the payload made
+/// before this call is visible to a receiver that resolves the reference.
+/// The allocation is consumed: do not write it any more. Returns
+/// `VOXSHM_INVALID_ALLOCATION` (unknown, already published or aborted),
+/// `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE` (len > capacity),
+/// `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_publish(
+    registry: *const voxshm_registry,
+    allocation: *const voxshm_allocation,
+    len: usize,
+    out_ref: *mut voxshm_ref,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        let a = arg(allocation, "allocation")?;
+        out(out_ref, "out_ref")?;
+        let reference = r.inner.publish(&(*a).into(), len as u64)?;
+        put(out_ref, reference.into());
+        Ok(())
+    })
+}
+
+/// Publishes the first `len` bytes of `allocation` and sends the reference
+/// over the channel (the receiver takes it with `voxshm_attachments_recv`),
+/// waiting up to the configured `send_timeout_ms` for the receiver's HELLO
+/// and for room in the channel. On success the allocation is consumed; on
+/// failure it is still the caller's, to send again or abort. Returns the
+/// statuses of `voxshm_registry_publish`, `VOXSHM_TIMEOUT`, and
+/// `VOXSHM_UNSUPPORTED` in vox compatibility mode.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_send(
+    registry: *const voxshm_registry,
+    allocation: *const voxshm_allocation,
+    len: usize,
+) -> voxshm_status {
+    voxshm_registry_send_timeout(registry, allocation, len, -1)
+}
+
+/// `voxshm_registry_send` with its own timeout (0: do not wait; negative:
+/// the configured `send_timeout_ms`).
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_send_timeout(
+    registry: *const voxshm_registry,
+    allocation: *const voxshm_allocation,
+    len: usize,
+    timeout_ms: i64,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        let a = arg(allocation, "allocation")?;
+        r.inner.send(&(*a).into(), len as u64, timeout_ms)
+    })
+}
+
+/// Gives back an allocation that was never published; its space is reused.
+/// Works after the receiver has gone too. Returns
+/// `VOXSHM_INVALID_ALLOCATION` (unknown, published or aborted already),
+/// `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_abort(
+    registry: *const voxshm_registry,
+    allocation: *const voxshm_allocation,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        let a = arg(allocation, "allocation")?;
+        r.inner.abort(&(*a).into())
+    })
+}
+
+/// Applies whatever the receiver sent (releases, acknowledgements, hang-up)
+/// without waiting. Call it when `voxshm_registry_fd` is readable. Returns
+/// `VOXSHM_PEER_GONE`, `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_poll(registry: *const voxshm_registry) -> voxshm_status {
+    guard(|| arg(registry, "registry")?.inner.poll())
+}
+
+/// Waits up to `timeout_ms` (0: do not wait; negative: forever) until the
+/// receiver has released every payload and acknowledged every retired
+/// region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (the receiver went
+/// away holding payloads: they were reclaimed, not released),
+/// `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_wait_idle(
+    registry: *const voxshm_registry,
+    timeout_ms: i64,
+) -> voxshm_status {
+    guard(|| arg(registry, "registry")?.inner.wait_idle(timeout_ms))
+}
+
+/// Writes the registry's counters and limits to `*out` (whose
+/// `struct_size` the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_get_stats(
+    registry: *const voxshm_registry,
+    out_stats: *mut voxshm_registry_stats,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        write_stats(
+            out_stats,
+            voxshm_registry_stats::from((r.inner.stats(), r.inner.options())),
+        )
+    })
+}
+
+/// Size of the first version of `voxshm_registry_options`; callers built
+/// against it keep working when fields are added.
+pub const VOXSHM_REGISTRY_OPTIONS_V1_SIZE: usize = 48;
+/// Size of the first version of `voxshm_registry_stats`.
+pub const VOXSHM_REGISTRY_STATS_V1_SIZE: usize = 136;
+
+impl Versioned for voxshm_registry_options {
+    const V1_SIZE: usize = VOXSHM_REGISTRY_OPTIONS_V1_SIZE;
+
+    fn defaults() -> Self {
+        let d = RegistryOptions::default();
+        voxshm_registry_options {
+            struct_size: size_of::<voxshm_registry_options>(),
+            region_size: d.region_size,
+            budget: d.budget,
+            keep_warm: d.keep_warm,
+            send_timeout_ms: d.send_timeout_ms,
+            flags: 0,
+        }
+    }
+}
+
+impl TryFrom<voxshm_registry_options> for RegistryOptions {
+    type Error = Error;
+
+    fn try_from(o: voxshm_registry_options) -> Result<Self, Error> {
+        if o.flags & !(VOXSHM_REGISTRY_VOX_COMPAT | VOXSHM_REGISTRY_FORCE_TEMPFILE) != 0 {
+            return Err(invalid(&format!("unknown registry flags {:#x}", o.flags)));
+        }
+        Ok(RegistryOptions {
+            region_size: o.region_size,
+            budget: o.budget,
+            keep_warm: o.keep_warm,
+            send_timeout_ms: o.send_timeout_ms,
+            vox_compat: o.flags & VOXSHM_REGISTRY_VOX_COMPAT != 0,
+            force_tempfile: o.flags & VOXSHM_REGISTRY_FORCE_TEMPFILE != 0,
+        })
+    }
+}
+
+impl Versioned for voxshm_registry_stats {
+    const V1_SIZE: usize = VOXSHM_REGISTRY_STATS_V1_SIZE;
+
+    fn defaults() -> Self {
+        voxshm_registry_stats {
+            struct_size: size_of::<voxshm_registry_stats>(),
+            ..Default::default()
+        }
+    }
+}
+
+impl From<(RegistryStats, &RegistryOptions)> for voxshm_registry_stats {
+    fn from((s, o): (RegistryStats, &RegistryOptions)) -> Self {
+        voxshm_registry_stats {
+            struct_size: size_of::<voxshm_registry_stats>(),
+            regions: s.regions,
+            mapped_bytes: s.mapped_bytes,
+            budget: o.budget,
+            keep_warm: o.keep_warm,
+            live_leases: s.live_leases,
+            allocations: s.allocations,
+            open_fds: s.open_fds,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            messages_received: s.messages_received,
+            bytes_received: s.bytes_received,
+            regions_created: s.regions_created,
+            regions_retired: s.regions_retired,
+            payloads_published: s.payloads_published,
+            payload_bytes_published: s.payload_bytes_published,
+            minor_faults: s.minor_faults,
+        }
+    }
+}
+
+impl From<Allocation> for voxshm_allocation {
+    fn from(a: Allocation) -> Self {
+        voxshm_allocation {
+            data: a.data,
+            capacity: a.capacity as usize,
+            map_id: a.map_id,
+            map_generation: a.map_generation,
+            map_offset: a.map_offset,
+            token: a.token,
+        }
+    }
+}
+
+impl From<voxshm_allocation> for Allocation {
+    fn from(a: voxshm_allocation) -> Self {
+        Allocation {
+            data: a.data,
+            capacity: a.capacity as u64,
+            map_id: a.map_id,
+            map_generation: a.map_generation,
+            map_offset: a.map_offset,
+            token: a.token,
+        }
+    }
+}
+
+// The frozen first-version sizes must match the structs as first shipped.
+const _: () = {
+    assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE);
+    assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE);
+};

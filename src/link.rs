@@ -1,0 +1,456 @@
+//! One connection to one peer, the same type on both sides.
+//!
+//! A link owns the socket and everything about the connection that is not
+//! about payloads: the HELLO exchange, message shapes and directions,
+//! poisoning, the peer's hang-up (including `ECONNRESET`, after which the
+//! peer's queued messages are still read), and the message counters. The
+//! registry and the attachments hold a link and never touch a socket; what
+//! they get from it are well-formed messages meant for their role, through
+//! `Link::pump`.
+
+use std::os::fd::{OwnedFd, RawFd};
+
+use tracing::{debug, warn};
+
+use crate::channel::{Channel, Message, Recv};
+use crate::error::{Error, Result, Status};
+use crate::sys::Deadline;
+use crate::wire::{self, Attach, Ext};
+
+/// Which side of the protocol this end of the link speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends regions and references (a registry).
+    Sender,
+    /// Maps regions and releases references (attachments).
+    Receiver,
+}
+
+impl Role {
+    fn wire(self) -> u32 {
+        match self {
+            Role::Sender => wire::ROLE_SENDER,
+            Role::Receiver => wire::ROLE_RECEIVER,
+        }
+    }
+
+    fn peer(self) -> Role {
+        match self {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        }
+    }
+}
+
+/// The state of the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Connected; neither side has said HELLO (yet, or ever: a vox peer
+    /// never does).
+    Quiet,
+    /// This side said HELLO; the peer has not yet.
+    HelloSent,
+    /// The peer said HELLO; this side has not yet.
+    PeerHello,
+    /// Both sides said HELLO.
+    Ready,
+    /// The peer closed its end or died.
+    Gone,
+    /// The peer broke the protocol: nothing more is read or sent, and every
+    /// call fails with this error.
+    Poisoned(Error),
+}
+
+/// Message counters of a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub messages_received: u64,
+    pub bytes_received: u64,
+}
+
+/// What the link hands to its owner: well-formed messages meant for its
+/// role, and the peer's hang-up.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A region announcement with its one fd (to a receiver).
+    Attach(Attach, OwnedFd),
+    /// A region announcement whose fd this process could not receive: it
+    /// had no free descriptor (to a receiver).
+    AttachLost(Attach),
+    /// An extension message other than HELLO, in the right direction.
+    Ext(Ext),
+    /// The peer is gone; everything it sent before has been handed over.
+    Gone,
+}
+
+/// The owner of a link (a registry's or an attachments' state): what it
+/// does with each delivered message.
+pub trait Endpoint {
+    /// Applies one message. A protocol error (`VOXSHM_PROTOCOL`,
+    /// `VOXSHM_VERSION_MISMATCH`) poisons the link; any other error rejects
+    /// only what the message was about.
+    fn apply(&mut self, link: &mut Link, m: Incoming) -> Result<()>;
+
+    /// Whether to read more now (an owner whose queue is full says no, so
+    /// the socket pushes back on the peer).
+    fn wants_more(&self) -> bool {
+        true
+    }
+}
+
+/// Most messages one `pump` reads, so a call with a timeout of 0 takes
+/// bounded time however fast the peer writes.
+pub const MAX_MESSAGES_PER_PUMP: usize = 1024;
+
+/// One connection to one peer.
+#[derive(Debug)]
+pub struct Link {
+    chan: Channel,
+    role: Role,
+    state: State,
+    counters: Counters,
+}
+
+/// An owner's verdict on a message is an error of one of two kinds,
+/// told apart by status: `VOXSHM_PROTOCOL` and `VOXSHM_VERSION_MISMATCH`
+/// poison the link; any other status rejects only what the message was
+/// about, and `pump` goes on.
+fn poisons(e: &Error) -> bool {
+    matches!(
+        e.status,
+        Status::VOXSHM_PROTOCOL | Status::VOXSHM_VERSION_MISMATCH
+    )
+}
+
+fn protocol(msg: String) -> Error {
+    Error::new(Status::VOXSHM_PROTOCOL, msg)
+}
+
+impl Link {
+    pub fn new(chan: Channel, role: Role) -> Link {
+        Link {
+            chan,
+            role,
+            state: State::Quiet,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The socket's fd, for poll/epoll.
+    pub fn fd(&self) -> RawFd {
+        self.chan.raw()
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.state == State::Gone
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self.state, State::Poisoned(_))
+    }
+
+    /// The peer's HELLO has arrived.
+    pub fn peer_said_hello(&self) -> bool {
+        matches!(self.state, State::PeerHello | State::Ready)
+    }
+
+    fn said_hello(&self) -> bool {
+        matches!(self.state, State::HelloSent | State::Ready)
+    }
+
+    /// Fails if the link is poisoned (with the error that poisoned it).
+    pub fn check_poisoned(&self) -> Result<()> {
+        match &self.state {
+            State::Poisoned(e) => Err(Error::new(
+                e.status,
+                format!("channel is poisoned: {}", e.message),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails if the link is poisoned, or the peer is gone.
+    pub fn check_usable(&self) -> Result<()> {
+        self.check_poisoned()?;
+        if self.is_gone() {
+            return Err(Error::new(
+                Status::VOXSHM_PEER_GONE,
+                format!("the {} closed the channel or died", self.role.peer().name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Poisons the link with `e` and returns it.
+    pub fn poison(&mut self, e: Error) -> Error {
+        if !self.is_poisoned() {
+            warn!(role = self.role.name(), reason = %e.message, "protocol error, channel poisoned");
+            self.state = State::Poisoned(e.clone());
+        }
+        e
+    }
+
+    /// Marks the peer gone (a send found it so); true if it was not yet.
+    pub fn mark_gone(&mut self) -> bool {
+        if matches!(self.state, State::Gone | State::Poisoned(_)) {
+            return false;
+        }
+        self.state = State::Gone;
+        true
+    }
+
+    fn count_sent(&mut self, n: usize) {
+        self.counters.messages_sent += 1;
+        self.counters.bytes_sent += n as u64;
+    }
+
+    /// Queues one message without blocking; `Ok(false)` when the socket is
+    /// full and nothing was queued.
+    pub fn try_send(&mut self, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
+        let sent = self.chan.try_send(bytes, fd)?;
+        if sent {
+            self.count_sent(bytes.len());
+        }
+        Ok(sent)
+    }
+
+    fn hello(&self) -> Vec<u8> {
+        Ext::Hello {
+            version: wire::PROTOCOL_VERSION,
+            role: self.role.wire(),
+            features: 0,
+        }
+        .encode()
+    }
+
+    fn note_hello_sent(&mut self) {
+        self.state = match self.state {
+            State::Quiet => State::HelloSent,
+            State::PeerHello => State::Ready,
+            ref s => s.clone(),
+        };
+    }
+
+    /// Says HELLO now if it has not been said, without blocking.
+    /// `Ok(false)`: the socket is full.
+    pub fn try_say_hello(&mut self) -> Result<bool> {
+        if self.said_hello() {
+            return Ok(true);
+        }
+        let hello = self.hello();
+        if !self.try_send(&hello, None)? {
+            return Ok(false);
+        }
+        self.note_hello_sent();
+        Ok(true)
+    }
+
+    /// Sends an extension message without blocking, saying HELLO first if
+    /// needed. False when it could not go out now (the peer has not said
+    /// HELLO, or the socket is full, or the peer is gone).
+    pub fn try_send_ext(&mut self, msg: &Ext) -> bool {
+        if !self.peer_said_hello() || !matches!(self.try_say_hello(), Ok(true)) {
+            return false;
+        }
+        matches!(self.try_send(&msg.encode(), None), Ok(true))
+    }
+
+    /// Sends one message, waiting up to `deadline` for room in the socket.
+    /// While it waits, `drain` is called whenever the socket is readable,
+    /// so the peer is never deadlocked writing to us while we write to it.
+    /// `with_hello`: say HELLO first if it has not been said.
+    pub fn send_blocking(
+        &mut self,
+        bytes: &[u8],
+        fd: Option<RawFd>,
+        with_hello: bool,
+        deadline: Deadline,
+        mut drain: impl FnMut(&mut Link) -> Result<()>,
+    ) -> Result<()> {
+        if with_hello && !self.said_hello() {
+            let hello = self.hello();
+            self.send_one(&hello, None, deadline, &mut drain)?;
+            self.note_hello_sent();
+        }
+        self.send_one(bytes, fd, deadline, &mut drain)
+    }
+
+    fn send_one(
+        &mut self,
+        bytes: &[u8],
+        fd: Option<RawFd>,
+        deadline: Deadline,
+        drain: &mut impl FnMut(&mut Link) -> Result<()>,
+    ) -> Result<()> {
+        // The channel's wait loop calls back into `drain`, which needs the
+        // whole link: hand the socket over by its fd for the wait.
+        let chan = self.chan.raw();
+        let r = Channel::send_on(chan, bytes, fd, deadline, || drain(self));
+        if r.is_ok() {
+            self.count_sent(bytes.len());
+        }
+        r
+    }
+
+    /// Reads and checks up to `MAX_MESSAGES_PER_PUMP` messages and hands
+    /// each well-formed one meant for this role to `owner`, then the
+    /// hang-up (`Incoming::Gone`, once). Malformed messages, and errors of
+    /// the owner that are protocol errors, poison the link and are
+    /// returned; other errors of the owner reject only what their message
+    /// was about: the first of them is returned in `Pumped::rejected` and
+    /// reading goes on. Reading stops while the owner does not want more.
+    pub fn pump(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
+        self.check_poisoned()?;
+        let mut out = Pumped::default();
+        let mut budget = MAX_MESSAGES_PER_PUMP;
+        while !self.is_gone() && budget > 0 && owner.wants_more() {
+            budget -= 1;
+            let m = match self.chan.try_recv() {
+                Ok(Recv::Empty) => break,
+                Ok(Recv::Eof) => None,
+                Ok(Recv::Msg(m)) => Some(m),
+                Err(e) if e.status == Status::VOXSHM_PEER_GONE => None,
+                Err(e) => return Err(e),
+            };
+            out.changed = true;
+            let incoming = match m {
+                None => {
+                    self.state = State::Gone;
+                    debug!(role = self.role.name(), "peer gone");
+                    Incoming::Gone
+                }
+                Some(m) => {
+                    self.counters.messages_received += 1;
+                    self.counters.bytes_received += m.bytes.len() as u64;
+                    match self.check(m) {
+                        Ok(Some(i)) => i,
+                        Ok(None) => continue,
+                        Err(e) => return Err(self.poison(e)),
+                    }
+                }
+            };
+            if let Err(e) = owner.apply(self, incoming) {
+                if poisons(&e) {
+                    return Err(self.poison(e));
+                }
+                if out.rejected.is_none() {
+                    out.rejected = Some(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks one message's shape and direction; HELLO is taken here.
+    fn check(&mut self, mut m: Message) -> Result<Option<Incoming>> {
+        let attach_shaped = m.bytes.len() == wire::ATTACH_LEN;
+        if self.role == Role::Receiver && m.fd_shortage && attach_shaped {
+            return Ok(Some(Incoming::AttachLost(Attach::decode(&m.bytes)?)));
+        }
+        if m.ctrunc || m.trunc {
+            return Err(protocol(format!(
+                "{}-byte message from the {} arrived truncated ({})",
+                m.bytes.len(),
+                self.role.peer().name(),
+                if m.ctrunc {
+                    "MSG_CTRUNC: more fds than a message may carry"
+                } else {
+                    "MSG_TRUNC"
+                }
+            )));
+        }
+        if attach_shaped || !m.fds.is_empty() {
+            if self.role == Role::Sender {
+                return Err(protocol(format!(
+                    "receiver sent a {}-byte message with {} fd(s)",
+                    m.bytes.len(),
+                    m.fds.len()
+                )));
+            }
+            if !attach_shaped || m.fds.len() != 1 {
+                return Err(protocol(format!(
+                    "ATTACH must be a 16-byte body with exactly one fd; got {} bytes with {} fd(s)",
+                    m.bytes.len(),
+                    m.fds.len()
+                )));
+            }
+            let fd = m.fds.pop().expect("one fd");
+            return Ok(Some(Incoming::Attach(Attach::decode(&m.bytes)?, fd)));
+        }
+        let msg = Ext::decode(&m.bytes)?;
+        let toward_receiver = match &msg {
+            Ext::Hello { version, role, .. } => {
+                self.peer_hello(*version, *role)?;
+                return Ok(None);
+            }
+            Ext::Ref(_) | Ext::Retire { .. } => true,
+            Ext::Release(_) | Ext::RetireAck { .. } => false,
+        };
+        if toward_receiver != (self.role == Role::Receiver) {
+            return Err(protocol(format!(
+                "{} sent a {}-only message {msg:?}",
+                self.role.peer().name(),
+                self.role.name()
+            )));
+        }
+        Ok(Some(Incoming::Ext(msg)))
+    }
+
+    fn peer_hello(&mut self, version: u32, role: u32) -> Result<()> {
+        let want = self.role.peer();
+        if role != want.wire() {
+            return Err(protocol(format!(
+                "HELLO with role {role}: the peer is not a {}",
+                want.name()
+            )));
+        }
+        if version != wire::PROTOCOL_VERSION {
+            return Err(Error::new(
+                Status::VOXSHM_VERSION_MISMATCH,
+                format!(
+                    "{} speaks protocol version {version}, this library speaks {}",
+                    want.name(),
+                    wire::PROTOCOL_VERSION
+                ),
+            ));
+        }
+        debug!(version, peer = want.name(), "peer said HELLO");
+        self.state = match self.state {
+            State::Quiet => State::PeerHello,
+            State::HelloSent => State::Ready,
+            ref s => s.clone(),
+        };
+        Ok(())
+    }
+
+    /// Gives the socket back (closing nothing).
+    pub fn into_channel(self) -> Channel {
+        self.chan
+    }
+}
+
+/// What one `pump` did.
+#[derive(Debug, Default)]
+pub struct Pumped {
+    /// Something was read (a message, or the hang-up).
+    pub changed: bool,
+    /// The first rejection `apply` returned.
+    pub rejected: Option<Error>,
+}

@@ -1,0 +1,388 @@
+//! The receiver's table of regions: what is mapped, what was rejected and
+//! why, the highest generation seen per map_id, and the live views of each
+//! mapping. It applies the ATTACH validation and the resolution checks of
+//! `docs/protocol.md`; the attachments feed it from their link.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+
+use tracing::{info, warn};
+
+use crate::error::{Error, Result, Status};
+use crate::region::{Limits, Mapping};
+use crate::wire::{Attach, Ref};
+
+/// Most distinct map_ids remembered (mapped, rejected or retired). A sender
+/// reuses the map_ids of retired regions, so only a hostile one gets near.
+pub const MAX_KNOWN_MAP_IDS: usize = 1 << 16;
+
+struct Mapped {
+    generation: u32,
+    map: Mapping,
+    /// Live views per (offset, len): the RELEASE goes out when the last
+    /// view of a reference is released.
+    views: HashMap<(u64, u32), u32>,
+    retire_pending: bool,
+}
+
+/// What a RETIRE did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// Unmapped now (or never mapped: it was rejected): acknowledge it.
+    Now,
+    /// Unmapped when its last view is released.
+    Later,
+}
+
+/// What releasing a view did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    /// It was the last view of its reference: tell the sender.
+    pub last_of_ref: bool,
+    /// Its region retired with it: acknowledge the RETIRE.
+    pub retired: bool,
+}
+
+fn protocol(msg: String) -> Error {
+    Error::new(Status::VOXSHM_PROTOCOL, msg)
+}
+
+/// The receiver's regions.
+pub struct Mappings {
+    limits: Limits,
+    maps: HashMap<u32, Mapped>,
+    /// The highest generation ever attached (mapped or rejected) for each
+    /// map_id. An ATTACH must carry a higher one, so a retired generation
+    /// can never be mapped again and its references stay stale, whatever
+    /// the sender does (ABA protection does not rest on the sender alone).
+    highest: HashMap<u32, u32>,
+    /// Regions whose ATTACH was rejected, with the rejection: references
+    /// into them fail at once with it, and their RETIRE is acknowledged.
+    rejected: HashMap<u32, (u32, Error)>,
+    mapped_bytes: u64,
+    pub attaches_received: u64,
+    pub attaches_rejected: u64,
+    pub regions_retired: u64,
+}
+
+impl Mappings {
+    pub fn new(limits: Limits) -> Mappings {
+        Mappings {
+            limits,
+            maps: HashMap::new(),
+            highest: HashMap::new(),
+            rejected: HashMap::new(),
+            mapped_bytes: 0,
+            attaches_received: 0,
+            attaches_rejected: 0,
+            regions_retired: 0,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub fn mapped_bytes(&self) -> u64 {
+        self.mapped_bytes
+    }
+
+    /// An ATTACH with its fd: validated and mapped read-only, or rejected
+    /// (remembered, and returned). A mapping_length of 0 and a map_id past
+    /// `MAX_KNOWN_MAP_IDS` are protocol errors.
+    pub fn attach(&mut self, a: Attach, fd: OwnedFd) -> Result<()> {
+        self.attaches_received += 1;
+        if a.mapping_length == 0 {
+            // Malformed whatever the fd is: no region has 0 bytes.
+            return Err(protocol(format!(
+                "ATTACH of region {}/{} with mapping_length 0",
+                a.map_id, a.map_generation
+            )));
+        }
+        self.check_new_region(&a)?;
+        let map = Mapping::validate_and_map(
+            fd,
+            a.mapping_length,
+            &self.limits,
+            self.maps.len(),
+            self.mapped_bytes,
+        );
+        match map {
+            Ok(map) => {
+                info!(
+                    map_id = a.map_id,
+                    generation = a.map_generation,
+                    bytes = a.mapping_length,
+                    "ATTACH received, region mapped"
+                );
+                self.mapped_bytes += map.len();
+                self.highest.insert(a.map_id, a.map_generation);
+                self.rejected.remove(&a.map_id);
+                self.maps.insert(
+                    a.map_id,
+                    Mapped {
+                        generation: a.map_generation,
+                        map,
+                        views: HashMap::new(),
+                        retire_pending: false,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let e = Error::new(
+                    e.status,
+                    format!("region {}/{}: {}", a.map_id, a.map_generation, e.message),
+                );
+                self.reject(&a, e)
+            }
+        }
+    }
+
+    /// An ATTACH whose fd this process could not receive (no free fd): not
+    /// the sender's fault, only this region is lost.
+    pub fn attach_lost(&mut self, a: Attach) -> Result<()> {
+        self.attaches_received += 1;
+        self.check_new_region(&a)?;
+        let e = Error::new(
+            Status::VOXSHM_RESOURCE_EXHAUSTED,
+            format!(
+                "region {}/{}: its fd could not be received, this process has no free file descriptor",
+                a.map_id, a.map_generation
+            ),
+        );
+        self.reject(&a, e)
+    }
+
+    /// Checks that an ATTACH may introduce region `a` at all: a map_id
+    /// mapped now is a duplicate; a generation not higher than every one
+    /// seen for its map_id (a retired one, or one from before a wrap of the
+    /// counter) is refused, so a stale reference can never resolve again.
+    fn check_new_region(&mut self, a: &Attach) -> Result<()> {
+        let (id, generation) = (a.map_id, a.map_generation);
+        if self.maps.contains_key(&id) {
+            self.attaches_rejected += 1;
+            return Err(Error::new(
+                Status::VOXSHM_DUPLICATE_ATTACH,
+                format!("ATTACH of region {id}/{generation} while map_id {id} is still mapped"),
+            ));
+        }
+        match self.highest.get(&id) {
+            Some(&h) if generation <= h => {
+                self.attaches_rejected += 1;
+                Err(Error::new(
+                    Status::VOXSHM_STALE_GENERATION,
+                    format!(
+                        "ATTACH of region {id}/{generation}: generation {h} of map_id {id} was attached before, a new region must carry a higher one"
+                    ),
+                ))
+            }
+            None if self.highest.len() >= MAX_KNOWN_MAP_IDS => Err(protocol(format!(
+                "ATTACH of region {id}/{generation}: the sender used more than {MAX_KNOWN_MAP_IDS} distinct map_ids"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers a rejected region, so its references fail with `e` at
+    /// once and its RETIRE is acknowledged; returns `e`.
+    fn reject(&mut self, a: &Attach, e: Error) -> Result<()> {
+        self.attaches_rejected += 1;
+        warn!(map_id = a.map_id, generation = a.map_generation, error = %e, "ATTACH rejected");
+        self.highest.insert(a.map_id, a.map_generation);
+        self.rejected
+            .insert(a.map_id, (a.map_generation, e.clone()));
+        Err(e)
+    }
+
+    /// A RETIRE. Only a region that is mapped (and not retiring already)
+    /// or was rejected can be retired; anything else is a protocol error,
+    /// so what a sender can make this side queue is bounded by the regions
+    /// it has.
+    pub fn retire(&mut self, map_id: u32, generation: u32) -> Result<Retired> {
+        match self.maps.get_mut(&map_id) {
+            Some(m) if m.generation == generation && !m.retire_pending => {
+                if m.views.is_empty() {
+                    self.unmap(map_id);
+                    self.regions_retired += 1;
+                    Ok(Retired::Now)
+                } else {
+                    m.retire_pending = true;
+                    Ok(Retired::Later)
+                }
+            }
+            _ if self
+                .rejected
+                .get(&map_id)
+                .is_some_and(|r| r.0 == generation) =>
+            {
+                // Never mapped: nothing to unmap, acknowledge at once.
+                self.rejected.remove(&map_id);
+                Ok(Retired::Now)
+            }
+            _ => Err(protocol(format!(
+                "RETIRE of region {map_id}/{generation}, which is neither mapped nor rejected (or is retiring already)"
+            ))),
+        }
+    }
+
+    fn unmap(&mut self, map_id: u32) {
+        if let Some(m) = self.maps.remove(&map_id) {
+            self.mapped_bytes -= m.map.len();
+        }
+    }
+
+    /// Checks a reference against the mappings, in the documented order,
+    /// and returns where its bytes are. `sender_gone`: a region that is not
+    /// mapped can never arrive any more.
+    pub fn check(&self, r: &Ref, sender_gone: bool) -> Result<*const u8> {
+        let Some(m) = self.maps.get(&r.map_id) else {
+            if let Some((g, e)) = self.rejected.get(&r.map_id)
+                && *g == r.map_generation
+            {
+                return Err(e.clone());
+            }
+            return Err(match self.highest.get(&r.map_id) {
+                Some(&g) if r.map_generation <= g => Error::new(
+                    Status::VOXSHM_STALE_GENERATION,
+                    format!(
+                        "map_id {} generation {} was retired (newest generation: {g})",
+                        r.map_id, r.map_generation
+                    ),
+                ),
+                _ if sender_gone => Error::new(
+                    Status::VOXSHM_PEER_GONE,
+                    format!(
+                        "region {}/{} is not attached, and the sender is gone",
+                        r.map_id, r.map_generation
+                    ),
+                ),
+                _ => Error::new(
+                    Status::VOXSHM_UNKNOWN_MAP,
+                    format!("map_id {} is not attached", r.map_id),
+                ),
+            });
+        };
+        if r.map_generation < m.generation {
+            return Err(Error::new(
+                Status::VOXSHM_STALE_GENERATION,
+                format!(
+                    "map_id {} generation {} is stale (mapped: {})",
+                    r.map_id, r.map_generation, m.generation
+                ),
+            ));
+        }
+        if r.map_generation > m.generation {
+            return Err(Error::new(
+                Status::VOXSHM_UNKNOWN_MAP,
+                format!(
+                    "map_id {} generation {} is not attached yet (mapped: {})",
+                    r.map_id, r.map_generation, m.generation
+                ),
+            ));
+        }
+        if r.payload_len == 0 {
+            return Err(Error::new(
+                Status::VOXSHM_ZERO_LENGTH,
+                format!(
+                    "reference of 0 bytes at offset {} of region {}/{}",
+                    r.map_offset, r.map_id, r.map_generation
+                ),
+            ));
+        }
+        let end = r
+            .map_offset
+            .checked_add(r.payload_len as u64)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::VOXSHM_REF_OVERFLOW,
+                    format!(
+                        "offset {} + length {} overflows",
+                        r.map_offset, r.payload_len
+                    ),
+                )
+            })?;
+        if end > m.map.len() {
+            return Err(Error::new(
+                Status::VOXSHM_OUT_OF_BOUNDS,
+                format!(
+                    "bytes {}..{end} lie beyond the {}-byte mapping of map_id {}",
+                    r.map_offset,
+                    m.map.len(),
+                    r.map_id
+                ),
+            ));
+        }
+        // SAFETY: map_offset + payload_len <= mapping length was checked
+        // just above, so the pointer is inside the mapping.
+        Ok(unsafe { m.map.base().add(r.map_offset as usize) })
+    }
+
+    /// Counts a view of `r`, which `check` accepted.
+    pub fn add_view(&mut self, r: &Ref) {
+        if let Some(m) = self.maps.get_mut(&r.map_id) {
+            *m.views.entry((r.map_offset, r.payload_len)).or_insert(0) += 1;
+        }
+    }
+
+    /// Ends a view of `r` whose address is `data`. `unmap_if_unviewed`:
+    /// the sender is gone and nothing else may need the region, so it is
+    /// unmapped once no view is left.
+    pub fn end_view(
+        &mut self,
+        r: &Ref,
+        data: *const u8,
+        len: u64,
+        unmap_if_unviewed: impl FnOnce() -> bool,
+    ) -> Result<Released> {
+        let key = (r.map_offset, r.payload_len);
+        let m = self
+            .maps
+            .get_mut(&r.map_id)
+            .filter(|m| m.generation == r.map_generation && m.views.contains_key(&key))
+            .ok_or_else(|| {
+                Error::new(
+                    Status::VOXSHM_INVALID_VIEW,
+                    format!("view of {r:?} is not held: never resolved, or released already"),
+                )
+            })?;
+        // The view must point where its reference says (a caller may have
+        // changed the struct); only addresses are compared, nothing is read.
+        if data != m.map.base().wrapping_add(r.map_offset as usize) || len != r.payload_len as u64 {
+            return Err(Error::new(
+                Status::VOXSHM_INVALID_VIEW,
+                "view's pointer or length does not match its reference",
+            ));
+        }
+        let c = m.views.get_mut(&key).expect("checked above");
+        *c -= 1;
+        let last_of_ref = *c == 0;
+        if last_of_ref {
+            m.views.remove(&key);
+        }
+        let retired = m.retire_pending && m.views.is_empty();
+        if m.views.is_empty() && (retired || unmap_if_unviewed()) {
+            self.unmap(r.map_id);
+        }
+        Ok(Released {
+            last_of_ref,
+            retired,
+        })
+    }
+
+    /// The sender is gone: unmaps every region no view holds and `keep`
+    /// does not ask for. Those regions are not retired: a reference into
+    /// them is answered "sender gone", not "stale".
+    pub fn drop_unviewed(&mut self, keep: impl Fn(u32, u32) -> bool) {
+        let gone: Vec<u32> = self
+            .maps
+            .iter()
+            .filter(|(id, m)| m.views.is_empty() && !keep(**id, m.generation))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.unmap(id);
+            self.highest.remove(&id);
+        }
+    }
+}
