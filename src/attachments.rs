@@ -99,6 +99,9 @@ struct Side {
     live_views: u64,
     refs_received: u64,
     releases_sent: u64,
+    /// A send found the sender gone. Nothing more is sent; the link is
+    /// marked gone once everything the sender had sent has been read.
+    send_failed: bool,
 }
 
 struct State {
@@ -196,7 +199,7 @@ impl Side {
 
     /// Sends pending releases and acknowledgements without blocking.
     fn flush(&mut self, link: &mut Link) {
-        if self.vox_compat || link.is_gone() {
+        if self.vox_compat || link.is_gone() || self.send_failed {
             self.pending_release.clear();
             return;
         }
@@ -213,8 +216,12 @@ impl Side {
                 }
                 Ok(false) => return,
                 Err(e) => {
-                    if e.status == Status::VOXSHM_PEER_GONE && link.mark_gone() {
-                        self.peer_gone();
+                    if e.status == Status::VOXSHM_PEER_GONE {
+                        // References the sender sent before it went may
+                        // still be queued: they are read before the link is
+                        // marked gone (`Attachments::pump`).
+                        self.send_failed = true;
+                        self.pending_release.clear();
                     }
                     return;
                 }
@@ -274,7 +281,13 @@ impl Attachments {
         let State { link, side } = &mut g.s;
         link.check_poisoned()?;
         side.flush(link);
-        let p = link.pump(side)?;
+        let mut p = link.pump(side)?;
+        // A send found the sender gone and nothing is left to read (a
+        // datagram peer shows no hang-up): it is gone.
+        if side.send_failed && !p.changed && side.wants_more() && link.mark_gone() {
+            side.peer_gone();
+            p.changed = true;
+        }
         if p.changed {
             self.hub.notify(g);
         }
@@ -520,6 +533,7 @@ impl Unstarted<AttachmentsOptions> {
             live_views: 0,
             refs_received: 0,
             releases_sent: 0,
+            send_failed: false,
         };
         Attachments {
             hub: Hub::new(self.wake, fd, State { link, side }),

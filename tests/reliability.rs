@@ -177,6 +177,56 @@ fn dying_receiver_releases_are_still_applied() {
     );
 }
 
+/// Sends one payload, and when told a second one, then exits cleanly
+/// (having read everything the receiver sent).
+#[test]
+fn helper_sender_then_clean_exit() {
+    if role().as_deref() != Some("sender-clean-exit") {
+        return;
+    }
+    let reg = Registry::new(inherited_channel(), RegistryOptions::default()).unwrap();
+    let send = |i: u64| {
+        let a = reg.alloc(1000, LONG_MS).unwrap();
+        fill_payload(&a, 1000, i);
+        reg.send(&a, 1000, LONG_MS).unwrap();
+    };
+    send(0);
+    say("SENT 1");
+    assert_eq!(hear().as_deref(), Some("more"));
+    send(1);
+    reg.poll().unwrap();
+    drop(reg);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_release_that_finds_the_sender_gone_loses_no_queued_reference() {
+    let _s = serial();
+    let (mine, theirs) = Channel::pair().unwrap();
+    let mut h = Helper::spawn(
+        "helper_sender_then_clean_exit",
+        "sender-clean-exit",
+        Some(theirs.raw()),
+        &[],
+    );
+    drop(theirs);
+    let att = Attachments::new(mine, AttachmentsOptions::default()).unwrap();
+    h.expect("SENT 1");
+    let first = att.recv(LONG_MS).unwrap();
+    h.tell("more");
+    assert!(h.wait().success());
+    // The RELEASE meets a closed socket (EPIPE); the second reference was
+    // queued before the sender went and is still handed out.
+    att.release(&first).unwrap();
+    let v = att
+        .recv(LONG_MS)
+        .unwrap_or_else(|e| panic!("the second payload was lost: {e}"));
+    // SAFETY: the view holds its bytes until released.
+    unsafe { verify(v.data, v.len, 1) }.unwrap();
+    att.release(&v).unwrap();
+    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+}
+
 // ---------------------------------------------------------------------------
 // 2. The receiver never allocates memory on the sender's behalf.
 
