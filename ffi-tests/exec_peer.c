@@ -1,6 +1,6 @@
 /*
  * Across processes with exec: the sender spawns a separate program
- * (peer_receiver, whose path is argv[1]) that inherits the receiving end
+ * (helper_peer_receiver, whose path is argv[1]) that inherits the receiving end
  * of the channel as fd 100 and the read end of a frame pipe as fd 101.
  * Payloads go over the channel (send/recv) and as MMAP_REF frames over
  * the pipe (publish/encode, decode/resolve). The peer verifies each one;

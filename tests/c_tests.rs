@@ -3,8 +3,10 @@
 //! AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind; the
 //! multithreaded one (`threads.c`) also with ThreadSanitizer.
 //!
-//! `ffi-tests/peer_receiver.c` is not a test of its own: it is the second
-//! program `exec_peer` spawns, built beside it and passed by path.
+//! A C file whose name starts with `helper_` is not a test of its own but a
+//! program tests spawn (`helper_peer_receiver.c` is the second program
+//! `exec_peer` runs): built beside them and passed by path, in name order.
+//! The CMake build follows the same rule.
 
 mod cbuild;
 
@@ -15,8 +17,30 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cbuild::Flavor;
 
-/// Programs that are helpers of another test, not tests themselves.
-const HELPERS: &[&str] = &["peer_receiver"];
+/// The naming rule of helper programs (shared with CMakeLists.txt).
+const HELPER_PREFIX: &str = "helper_";
+
+/// The helper programs: every `ffi-tests/helper_*.c`, in name order.
+fn helpers() -> Vec<String> {
+    let mut found: Vec<String> = c_files()
+        .into_iter()
+        .filter(|n| n.starts_with(HELPER_PREFIX))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every `ffi-tests/*.c`, by name without extension.
+fn c_files() -> Vec<String> {
+    let dir = cbuild::root().join("ffi-tests");
+    std::fs::read_dir(&dir)
+        .expect("read ffi-tests")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "c").then(|| stem(&p))
+        })
+        .collect()
+}
 
 /// How a test program is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +105,7 @@ fn have_valgrind() -> bool {
 
 fn run(name: &str, mode: Mode) {
     let exe = binary(name, mode.flavor());
-    let peer = binary("peer_receiver", mode.flavor());
+    let peers: Vec<PathBuf> = helpers().iter().map(|h| binary(h, mode.flavor())).collect();
     let mut cmd = match mode {
         Mode::Valgrind => {
             if !have_valgrind() {
@@ -134,7 +158,7 @@ fn run(name: &str, mode: Mode) {
         }
         Mode::Plain => Command::new(&exe),
     };
-    cmd.arg(&peer);
+    cmd.args(&peers);
     // The tests decide the log level themselves.
     cmd.env_remove("VOXSHM_LOG");
     let o = cbuild::run_ok(&mut cmd);
@@ -171,25 +195,19 @@ fn thread_sanitized_threads() {
     run("threads", Mode::Thread)
 }
 
-/// A new `ffi-tests/*.c` file must be listed above, or it would never run.
+/// A new `ffi-tests/*.c` file must be a helper (by its name) or listed
+/// above, or it would never run under cargo test.
 #[test]
 fn every_c_file_is_a_test_or_a_helper() {
-    let dir = cbuild::root().join("ffi-tests");
-    let mut found: Vec<String> = std::fs::read_dir(&dir)
-        .expect("read ffi-tests")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "c").then(|| stem(&p))
-        })
+    let mut found: Vec<String> = c_files()
+        .into_iter()
+        .filter(|n| !n.starts_with(HELPER_PREFIX))
         .collect();
     found.sort();
-    let mut listed: Vec<String> = TESTED
-        .iter()
-        .chain(HELPERS)
-        .map(|s| s.to_string())
-        .collect();
+    let mut listed: Vec<String> = TESTED.iter().map(|s| s.to_string()).collect();
     listed.sort();
     assert_eq!(found, listed, "ffi-tests/*.c and the c_tests! list differ");
+    assert!(!helpers().is_empty(), "exec_peer needs its helper");
 }
 
 fn stem(p: &Path) -> String {
