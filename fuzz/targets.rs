@@ -637,12 +637,17 @@ impl Peer {
     fn send(&self, out: &mut Outcomes, body: &[u8], fds: Vec<OwnedFd>) -> bool {
         let Some(c) = &self.chan else { return false };
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        trace!(
-            "  peer sends {} bytes, {} fds: {:?}",
-            body.len(),
-            raw.len(),
-            Ext::decode(body)
-        );
+        if tracing() {
+            let what = match Attach::decode(body) {
+                Ok(a) if !raw.is_empty() => format!("{a:?}"),
+                _ => format!("{:?}", Ext::decode(body).map_err(|_| body)),
+            };
+            eprintln!(
+                "  peer sends {} bytes, {} fds: {what}",
+                body.len(),
+                raw.len()
+            );
+        }
         let label = match send_raw(c.raw(), body, &raw) {
             Ok(_) => "ok",
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => "full",
@@ -1964,6 +1969,38 @@ pub mod seeds {
             ),
             ("empty".into(), Vec::new()),
         ];
+        // Each deviation a decoder must reject (and a frame with bytes
+        // after it, which decodes).
+        let frame = r.encode_frame().to_vec();
+        let release = Ext::Release(vec![r]).encode();
+        let hello = Ext::Hello {
+            version: 1,
+            role: 2,
+            features: 0,
+        }
+        .encode();
+        let set = |mut b: Vec<u8>, at: usize, v: u8| {
+            b[at] = v;
+            b
+        };
+        for (name, b) in [
+            ("attach-15", vec![7; 15]),
+            ("frame-total-len", set(frame.clone(), 0, 33)),
+            ("frame-flags", set(frame.clone(), 4, 0x03)),
+            ("frame-reserved", set(frame.clone(), 29, 1)),
+            ("frame-trailing", [frame.clone(), vec![0xEE; 8]].concat()),
+            ("frame-short", frame[..31].to_vec()),
+            ("release-count-0", set(release.clone(), 6, 0)),
+            ("release-count-256", set(set(release.clone(), 6, 0), 7, 1)),
+            ("release-reserved", set(release.clone(), 30, 1)),
+            ("hello-short", hello[..23].to_vec()),
+            ("hello-count", set(hello.clone(), 6, 1)),
+            ("header-reserved", set(hello.clone(), 5, 1)),
+            ("kind-6", set(hello.clone(), 4, 6)),
+            ("magic", set(hello, 0, b'W')),
+        ] {
+            v.push((name.into(), b));
+        }
         // A structured input: a reference, then one message of each kind.
         let mut s = W::default().u32(7).u32(2).u64(0x40).u32(4096);
         for k in 0..6 {
