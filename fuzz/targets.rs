@@ -2129,6 +2129,20 @@ pub mod seeds {
                 .b(&[rx::PEER_END, close, rx::POLL, rx::RECV, rx::RECV])
                 .b(&[rx::STATS, rx::RELEASE_ALL, rx::STATS, rx::POLL])
         };
+        // The sender closes after reading everything; a release then finds
+        // the channel gone (EPIPE) while a REF is still unread. Like
+        // "sender-closed" (ECONNRESET: the sender left the HELLO unread),
+        // this fails under VOXSHM_FUZZ_STRICT while the receiver drops
+        // references that had arrived.
+        let release_after_close = rx_ext_ref_in(rx_resolve_in(base(), 0, 0, 99), 0, 256, 99).b(&[
+            rx::DRAIN,
+            rx::PEER_END,
+            1,
+            rx::RELEASE,
+            0,
+            rx::RECV,
+            rx::STATS,
+        ]);
         let vox = rx_ext_ref_in(
             attach(
                 rx_header(false, true, 4, u64::MAX, u64::MAX),
@@ -2170,6 +2184,7 @@ pub mod seeds {
             ("corrupted-ext", corrupted),
             ("sender-shut-down", gone(0)),
             ("sender-closed", gone(1)),
+            ("release-after-sender-closed", release_after_close),
             ("vox-compat", vox),
         ])
     }
