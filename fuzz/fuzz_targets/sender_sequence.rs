@@ -1,0 +1,12 @@
+#![no_main]
+//! cargo-fuzz entry point; the body is `targets::sender_sequence` in ../targets.rs,
+//! which tests/fuzz_corpus.rs replays over the committed corpus.
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| {
+    targets::sender_sequence(data);
+});
