@@ -223,7 +223,9 @@ impl Link {
 
     /// Queues one message without blocking; `Ok(false)` when the socket is
     /// full and nothing was queued.
+    /// Nothing is sent on a poisoned link, nor to a peer that is gone.
     pub fn try_send(&mut self, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
+        self.check_usable()?;
         let sent = self.chan.try_send(bytes, fd)?;
         if sent {
             self.count_sent(bytes.len());
@@ -251,6 +253,7 @@ impl Link {
     /// Says HELLO now if it has not been said, without blocking.
     /// `Ok(false)`: the socket is full.
     pub fn try_say_hello(&mut self) -> Result<bool> {
+        self.check_usable()?;
         if self.said_hello() {
             return Ok(true);
         }
@@ -284,6 +287,7 @@ impl Link {
         deadline: Deadline,
         mut drain: impl FnMut(&mut Link) -> Result<()>,
     ) -> Result<()> {
+        self.check_usable()?;
         if with_hello && !self.said_hello() {
             let hello = self.hello();
             self.send_one(&hello, None, deadline, &mut drain)?;
