@@ -15,7 +15,6 @@
 #   FUZZ_TARGETS="wire_decode ..."   only these targets
 #   FUZZ_RSS_MB=2048                 libFuzzer's -rss_limit_mb
 #   FUZZ_ARGS="..."                  extra libFuzzer arguments
-#   VOXSHM_FUZZ_STRICT=1             also check known defects (see targets.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
