@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <limits.h>
 
+#include <unistd.h>
+
 #include "check.h"
 
 #ifndef VOXSHM_EXPECTED_VERSION
@@ -47,6 +49,58 @@ static const struct {
     NAME(VOXSHM_ADDRESS_IN_USE),
 };
 
+/* A caller built against the first version of a versioned struct passes
+   that version's size: it must keep working once fields are added. */
+static void first_version_sizes(void) {
+  voxshm_registry_options ro;
+  CHECK_OK(voxshm_registry_options_init(&ro));
+  CHECK(ro.struct_size == sizeof ro && sizeof ro >= VOXSHM_REGISTRY_OPTIONS_V1_SIZE);
+  ro.struct_size = VOXSHM_REGISTRY_OPTIONS_V1_SIZE;
+  voxshm_attachments_options ao;
+  CHECK_OK(voxshm_attachments_options_init(&ao));
+  ao.struct_size = VOXSHM_ATTACHMENTS_OPTIONS_V1_SIZE;
+  int fds[2];
+  CHECK_OK(voxshm_channel_pair(fds));
+  voxshm_registry *reg;
+  voxshm_attachments *att;
+  CHECK_OK(voxshm_registry_new(fds[0], &ro, &reg));
+  CHECK_OK(voxshm_attachments_new(fds[1], &ao, &att));
+
+  voxshm_registry_stats rs;
+  memset(&rs, 0xAB, sizeof rs);
+  rs.struct_size = VOXSHM_REGISTRY_STATS_V1_SIZE;
+  CHECK_OK(voxshm_registry_get_stats(reg, &rs));
+  CHECK(rs.struct_size == VOXSHM_REGISTRY_STATS_V1_SIZE && rs.budget == ro.budget);
+  voxshm_attachments_stats as;
+  as.struct_size = VOXSHM_ATTACHMENTS_STATS_V1_SIZE;
+  CHECK_OK(voxshm_attachments_get_stats(att, &as));
+  CHECK(as.struct_size == VOXSHM_ATTACHMENTS_STATS_V1_SIZE && as.open_fds == 2);
+
+  /* Smaller than any version: refused, and nothing written. */
+  rs.struct_size = VOXSHM_REGISTRY_STATS_V1_SIZE - 8;
+  CHECK_STATUS(voxshm_registry_get_stats(reg, &rs), VOXSHM_INVALID_ARGUMENT);
+  ro.struct_size = VOXSHM_REGISTRY_OPTIONS_V1_SIZE - 8;
+  voxshm_registry *none = NULL;
+  int more[2];
+  CHECK_OK(voxshm_channel_pair(more));
+  CHECK_STATUS(voxshm_registry_new(more[0], &ro, &none), VOXSHM_INVALID_ARGUMENT);
+  CHECK(none == NULL);
+  ro.struct_size = sizeof ro + 8; /* from a newer header than this library */
+  CHECK_STATUS(voxshm_registry_new(more[0], &ro, &none), VOXSHM_INVALID_ARGUMENT);
+  close(more[0]);
+  close(more[1]);
+
+  voxshm_listener_options lo;
+  CHECK_OK(voxshm_listener_options_init(&lo));
+  CHECK(lo.struct_size == sizeof lo && sizeof lo >= VOXSHM_LISTENER_OPTIONS_V1_SIZE);
+  voxshm_connect_options co;
+  CHECK_OK(voxshm_connect_options_init(&co));
+  CHECK(co.struct_size == sizeof co && sizeof co >= VOXSHM_CONNECT_OPTIONS_V1_SIZE);
+
+  voxshm_attachments_free(att);
+  voxshm_registry_free(reg);
+}
+
 int main(void) {
   test_begin();
 
@@ -85,6 +139,7 @@ int main(void) {
   CHECK(voxshm_last_error() != NULL);
   CHECK(strcmp(voxshm_last_error(), "") == 0);
 
+  first_version_sizes();
   printf("version: OK (%s, ABI %u)\n", v, voxshm_abi_version());
   return 0;
 }

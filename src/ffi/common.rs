@@ -263,3 +263,71 @@ pub extern "C" fn voxshm_set_log_callback(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A struct in its second version: `b` was added after `V1_SIZE`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Two {
+        struct_size: usize,
+        a: u64,
+        b: u64,
+    }
+
+    impl Versioned for Two {
+        const V1_SIZE: usize = 16;
+        fn defaults() -> Self {
+            Two {
+                struct_size: size_of::<Two>(),
+                a: 1,
+                b: 2,
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_version_caller_keeps_working() {
+        // Options: the fields it knows are read, the new one is defaulted.
+        let old = Two {
+            struct_size: 16,
+            a: 7,
+            b: 99,
+        };
+        assert_eq!(
+            read_options(&old).unwrap(),
+            Two {
+                struct_size: 16,
+                a: 7,
+                b: 2
+            }
+        );
+        let newer = Two {
+            struct_size: 32,
+            ..old
+        };
+        assert!(read_options(&newer).is_err(), "larger than this library's");
+        let older = Two {
+            struct_size: 8,
+            ..old
+        };
+        assert!(read_options(&older).is_err(), "smaller than the first");
+        // Stats: only as much as the caller has room for is written.
+        let mut out = Two {
+            struct_size: 16,
+            a: 0,
+            b: 55,
+        };
+        write_stats(&mut out, Two::defaults()).unwrap();
+        assert_eq!(
+            out,
+            Two {
+                struct_size: 16,
+                a: 1,
+                b: 55
+            }
+        );
+    }
+}
