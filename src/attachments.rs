@@ -304,7 +304,11 @@ impl Attachments {
             g.s.link.check_poisoned()?;
             let State { link, side } = &mut g.s;
             if let Some(r) = side.queue.pop_front() {
-                let res = match side.maps.check(&r, link.is_gone()) {
+                // On the channel a region's ATTACH always comes before any
+                // reference into it, so an unknown region is UNKNOWN_MAP
+                // here even once the sender is gone: PEER_GONE from recv
+                // means only "gone, and everything it sent was taken".
+                let res = match side.maps.check(&r, false) {
                     Ok(p) => Ok(side.take_view(r, p)),
                     Err(e) => {
                         warn!(?r, error = %e, "received reference does not resolve; releasing it");

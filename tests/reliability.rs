@@ -227,6 +227,21 @@ fn a_release_that_finds_the_sender_gone_loses_no_queued_reference() {
     assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
 }
 
+#[test]
+fn recv_says_peer_gone_only_once_everything_was_taken() {
+    let _s = serial();
+    let (att, peer) = receiver(AttachmentsOptions::default());
+    // A reference into a region that never came, then the sender goes.
+    ext(&peer, Ext::Ref(r(9, 1, 0, 10)));
+    attach(&peer, 1, 1, 4096);
+    ext(&peer, Ext::Ref(r(1, 1, 0, 10)));
+    drop(peer);
+    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_UNKNOWN_MAP);
+    let v = att.recv(LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+}
+
 // ---------------------------------------------------------------------------
 // 2. The receiver never allocates memory on the sender's behalf.
 
