@@ -15,6 +15,7 @@ mod mappings;
 mod pool;
 pub mod region;
 pub mod registry;
+pub mod ring;
 pub mod sys;
 pub mod wire;
 

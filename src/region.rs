@@ -172,6 +172,12 @@ impl Region {
     pub fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
+
+    /// The file and its read-write mapping, for a caller that manages them
+    /// itself (the ring segment).
+    pub fn into_parts(self) -> (OwnedFd, MmapRaw) {
+        (self.fd, self.map)
+    }
 }
 
 /// Limits a receiver puts on what it maps.
