@@ -407,7 +407,7 @@ fn note<T>(out: &mut Outcomes, op: &'static str, r: &voxshm::Result<T>) -> Optio
         }
         Err(e) => {
             out.insert((op, e.status.name()));
-            assert_ne!(e.status, Status::VOXSHM_INTERNAL, "{op}: {e}");
+            assert_ne!(e.status, Status::Internal, "{op}: {e}");
             Some(e.status)
         }
     }
@@ -696,10 +696,10 @@ struct Sticky {
 impl Sticky {
     fn see(&mut self, s: Option<Status>, peer: &Peer, op: &str) {
         match s {
-            Some(s @ (Status::VOXSHM_PROTOCOL | Status::VOXSHM_VERSION_MISMATCH)) => {
+            Some(s @ (Status::Protocol | Status::VersionMismatch)) => {
                 self.poisoned.get_or_insert(s);
             }
-            Some(Status::VOXSHM_PEER_GONE) => {
+            Some(Status::PeerGone) => {
                 assert!(peer.gone(), "{op}: PEER_GONE while the peer is connected");
                 self.gone = true;
             }
@@ -713,11 +713,7 @@ impl Sticky {
             use Status::*;
             let got = r.as_ref().err().map(|e| e.status);
             assert!(
-                got == Some(s)
-                    || matches!(
-                        got,
-                        Some(VOXSHM_ZERO_LENGTH | VOXSHM_TOO_LARGE | VOXSHM_UNSUPPORTED)
-                    ),
+                got == Some(s) || matches!(got, Some(ZeroLength | TooLarge | Unsupported)),
                 "{op} after the channel was poisoned with {}: {got:?}",
                 s.name()
             );
@@ -818,7 +814,7 @@ fn decode_all(out: &mut Outcomes, b: &[u8]) {
     note(out, "frame", &f);
     match &f {
         Ok(r) => assert_eq!(r.encode_frame()[..], b[..wire::FRAME_LEN], "frame"),
-        Err(e) => assert_eq!(e.status, Status::VOXSHM_BAD_FRAME),
+        Err(e) => assert_eq!(e.status, Status::BadFrame),
     }
     // The C entry point agrees with the Rust decoder, and its encoder with
     // the Rust encoder.
@@ -826,17 +822,17 @@ fn decode_all(out: &mut Outcomes, b: &[u8]) {
     let s = voxshm::ffi::voxshm_ref_decode(b.as_ptr(), b.len(), &mut c);
     match f {
         Ok(r) => {
-            assert_eq!(s, Status::VOXSHM_OK);
+            assert_eq!(s, voxshm::ffi::voxshm_status::VOXSHM_OK);
             assert_eq!(
                 (c.map_id, c.map_generation, c.map_offset, c.payload_len),
                 (r.map_id, r.map_generation, r.map_offset, r.payload_len)
             );
             let mut frame = [0u8; wire::FRAME_LEN];
             let s = voxshm::ffi::voxshm_ref_encode(&c, frame.as_mut_ptr());
-            assert_eq!(s, Status::VOXSHM_OK);
+            assert_eq!(s, voxshm::ffi::voxshm_status::VOXSHM_OK);
             assert_eq!(frame[..], b[..wire::FRAME_LEN]);
         }
-        Err(_) => assert_eq!(s, Status::VOXSHM_BAD_FRAME),
+        Err(_) => assert_eq!(s, Status::BadFrame.into()),
     }
 
     let e = Ext::decode(b);
@@ -852,7 +848,7 @@ fn decode_all(out: &mut Outcomes, b: &[u8]) {
             assert_eq!(m.encode(), b, "extension message re-encodes differently");
             out.insert(("ext-kind", ext_name(&m)));
         }
-        Err(e) => assert_eq!(e.status, Status::VOXSHM_PROTOCOL),
+        Err(e) => assert_eq!(e.status, Status::Protocol),
     }
 }
 
@@ -1149,22 +1145,13 @@ impl Rx {
     fn count_taken(&mut self, r: &voxshm::Result<View>) {
         use Status::*;
         match r.as_ref().map_err(|e| e.status) {
-            Err(VOXSHM_PEER_GONE)
-                if self.c.sticky.poisoned.is_none() && !self.peer_broke_protocol =>
-            {
+            Err(PeerGone) if self.c.sticky.poisoned.is_none() && !self.peer_broke_protocol => {
                 assert_eq!(
                     self.refs_taken, self.refs_sent,
                     "recv reported PEER_GONE before handing out every reference that arrived"
                 )
             }
-            Err(
-                VOXSHM_TIMEOUT
-                | VOXSHM_PEER_GONE
-                | VOXSHM_PROTOCOL
-                | VOXSHM_VERSION_MISMATCH
-                | VOXSHM_IO
-                | VOXSHM_INVALID_ARGUMENT,
-            ) => {}
+            Err(Timeout | PeerGone | Protocol | VersionMismatch | Io | InvalidArgument) => {}
             _ => self.refs_taken += 1,
         }
     }
@@ -1213,7 +1200,7 @@ impl Rx {
             }
             None => assert_eq!(
                 r.map_err(|e| e.status),
-                Err(Status::VOXSHM_INVALID_VIEW),
+                Err(Status::InvalidView),
                 "{op}: releasing a view that is not held"
             ),
         }
@@ -1588,7 +1575,7 @@ impl Tx {
         if let Err(e) = r {
             assert_ne!(
                 e.status,
-                Status::VOXSHM_INVALID_ALLOCATION,
+                Status::InvalidAllocation,
                 "{op} of an owned allocation: {e}"
             );
         }

@@ -151,7 +151,7 @@ impl Endpoint for Side {
                 Ok(())
             }
             other => Err(Error::new(
-                Status::VOXSHM_PROTOCOL,
+                Status::Protocol,
                 format!("sender sent a receiver-only message {other:?}"),
             )),
         }
@@ -216,7 +216,7 @@ impl Side {
                 }
                 Ok(false) => return,
                 Err(e) => {
-                    if e.status == Status::VOXSHM_PEER_GONE {
+                    if e.status == Status::PeerGone {
                         // References the sender sent before it went may
                         // still be queued: they are read before the link is
                         // marked gone (`Attachments::pump`).
@@ -329,13 +329,13 @@ impl Attachments {
             }
             if g.s.link.is_gone() {
                 return Err(Error::new(
-                    Status::VOXSHM_PEER_GONE,
+                    Status::PeerGone,
                     "the sender closed the channel or died",
                 ));
             }
             if deadline.expired() {
                 return Err(Error::new(
-                    Status::VOXSHM_TIMEOUT,
+                    Status::Timeout,
                     "no payload arrived before the timeout",
                 ));
             }
@@ -364,12 +364,12 @@ impl Attachments {
         loop {
             let e = match Self::check(&g.s, r) {
                 Ok(p) => return Ok(g.s.side.take_view(*r, p)),
-                Err(e) if e.status == Status::VOXSHM_UNKNOWN_MAP && !g.s.link.is_gone() => e,
+                Err(e) if e.status == Status::UnknownMap && !g.s.link.is_gone() => e,
                 Err(e) => return Err(e),
             };
             if g.s.side.queue.len() >= MAX_QUEUED_REFS {
                 return Err(Error::new(
-                    Status::VOXSHM_RESOURCE_EXHAUSTED,
+                    Status::ResourceExhausted,
                     format!(
                         "{}: {MAX_QUEUED_REFS} references sent over the channel wait for recv, and nothing more is read until they are taken",
                         e.message
@@ -379,13 +379,13 @@ impl Attachments {
             let changed = self.pump(&mut g)?.changed;
             match Self::check(&g.s, r) {
                 Ok(p) => return Ok(g.s.side.take_view(*r, p)),
-                Err(e) if e.status == Status::VOXSHM_UNKNOWN_MAP && !g.s.link.is_gone() => {
+                Err(e) if e.status == Status::UnknownMap && !g.s.link.is_gone() => {
                     if timeout_ms == 0 {
                         return Err(e);
                     }
                     if deadline.expired() {
                         return Err(Error::new(
-                            Status::VOXSHM_TIMEOUT,
+                            Status::Timeout,
                             format!(
                                 "{}, and its ATTACH did not arrive before the timeout",
                                 e.message
@@ -514,7 +514,7 @@ impl Unstarted<AttachmentsOptions> {
         if !opts.vox_compat {
             match link.try_say_hello() {
                 Ok(_) => {}
-                Err(e) if e.status == Status::VOXSHM_PEER_GONE => {
+                Err(e) if e.status == Status::PeerGone => {
                     link.mark_gone();
                 }
                 Err(e) => {

@@ -160,7 +160,7 @@ pub(crate) fn sockaddr(path: &str) -> Result<(libc::sockaddr_un, libc::socklen_t
     let start = usize::from(abstract_name);
     if bytes.is_empty() || bytes.contains(&0) || start + bytes.len() >= addr.sun_path.len() {
         return Err(Error::new(
-            Status::VOXSHM_INVALID_ARGUMENT,
+            Status::InvalidArgument,
             format!(
                 "socket path {path:?} is empty, contains NUL, or is longer than {} bytes",
                 addr.sun_path.len() - 1 - start
@@ -234,7 +234,7 @@ impl Channel {
         };
         if !ok || domain != libc::AF_UNIX {
             return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 format!("fd {} is not an AF_UNIX socket", fd.as_raw_fd()),
             ));
         }
@@ -243,7 +243,7 @@ impl Channel {
             libc::SOCK_DGRAM => Kind::Dgram,
             _ => {
                 return Err(Error::new(
-                    Status::VOXSHM_INVALID_ARGUMENT,
+                    Status::InvalidArgument,
                     format!(
                         "fd {} is an AF_UNIX socket of type {ty}; SOCK_SEQPACKET or SOCK_DGRAM is required",
                         fd.as_raw_fd()
@@ -303,7 +303,7 @@ impl Channel {
             let err = std::io::Error::last_os_error();
             if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS)) {
                 return Err(Error::new(
-                    Status::VOXSHM_TIMEOUT,
+                    Status::Timeout,
                     format!(
                         "connect({path}): the listener did not take the connection within {timeout_ms} ms (its queue of pending connections is full)"
                     ),
@@ -361,7 +361,7 @@ impl Channel {
             }
             if deadline.expired() {
                 return Err(Error::new(
-                    Status::VOXSHM_TIMEOUT,
+                    Status::Timeout,
                     "the channel stayed full: the peer is not reading",
                 ));
             }
@@ -374,10 +374,7 @@ impl Channel {
                 && p[0].revents & libc::POLLOUT == 0
             {
                 drain()?;
-                return Err(Error::new(
-                    Status::VOXSHM_PEER_GONE,
-                    "the peer closed the channel",
-                ));
+                return Err(Error::new(Status::PeerGone, "the peer closed the channel"));
             }
         }
     }

@@ -1,169 +1,149 @@
-//! One status enum for the whole library, and the error type that carries
-//! it together with a human-readable message.
+//! The library's one status model, and the error type that carries a
+//! status together with a human-readable message. Every status has a
+//! stable name (`Status::name`, also what C sees); its stable number is the
+//! C ABI's business (`ffi::voxshm_status`).
 
 use std::fmt;
 use std::io;
 
-/// Outcome of a voxshm call. The numbers are part of the ABI: they are
-/// never changed and never reused.
-#[repr(C)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+/// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum voxshm_status {
-    /// Success.
-    VOXSHM_OK = 0,
+pub enum Status {
     /// A required pointer was NULL, an options struct was malformed, or an
     /// argument was out of its documented range.
-    VOXSHM_INVALID_ARGUMENT = 1,
+    InvalidArgument,
     /// A length of zero was given where a payload length is required.
-    VOXSHM_ZERO_LENGTH = 2,
+    ZeroLength,
     /// A length larger than can ever be satisfied (more than 4 GiB - 1, more
     /// than the sender's budget, or more than the allocation being published).
-    VOXSHM_TOO_LARGE = 3,
+    TooLarge,
     /// The sender's budget stayed exhausted until the timeout expired.
-    VOXSHM_NO_SPACE = 4,
+    NoSpace,
     /// Nothing arrived before the timeout expired (with a timeout of 0:
     /// nothing was ready).
-    VOXSHM_TIMEOUT = 5,
+    Timeout,
     /// The peer closed the channel or died.
-    VOXSHM_PEER_GONE = 6,
+    PeerGone,
     /// The peer sent a malformed message; the channel is poisoned and every
     /// later call on it fails with this status.
-    VOXSHM_PROTOCOL = 7,
+    Protocol,
     /// A reference names a map_id this receiver has never been sent.
-    VOXSHM_UNKNOWN_MAP = 8,
+    UnknownMap,
     /// A reference names a known map_id but an older generation.
-    VOXSHM_STALE_GENERATION = 9,
+    StaleGeneration,
     /// map_offset + payload_len overflows.
-    VOXSHM_REF_OVERFLOW = 10,
+    RefOverflow,
     /// map_offset + payload_len lies beyond the end of the mapping.
-    VOXSHM_OUT_OF_BOUNDS = 11,
+    OutOfBounds,
     /// An ATTACH carried an fd that is not a regular file.
-    VOXSHM_NOT_REGULAR_FILE = 12,
+    NotRegularFile,
     /// An ATTACH carried a file smaller than its mapping_length.
-    VOXSHM_FILE_TOO_SHORT = 13,
+    FileTooShort,
     /// An ATTACH carried a file without the SHRINK and GROW seals and the
     /// receiver does not accept unsealed regions.
-    VOXSHM_NOT_SEALED = 14,
+    NotSealed,
     /// Mapping the region would exceed the receiver's maximum number of
     /// mappings.
-    VOXSHM_TOO_MANY_MAPPINGS = 15,
+    TooManyMappings,
     /// Mapping the region would exceed the receiver's maximum total of
     /// mapped bytes.
-    VOXSHM_MAPPED_BYTES_LIMIT = 16,
+    MappedBytesLimit,
     /// The region is larger than the receiver's maximum single mapping.
-    VOXSHM_MAPPING_TOO_LARGE = 17,
+    MappingTooLarge,
     /// An ATTACH arrived for a map_id that is already mapped.
-    VOXSHM_DUPLICATE_ATTACH = 18,
+    DuplicateAttach,
     /// The allocation is unknown to this registry, was already published,
     /// or was already aborted.
-    VOXSHM_INVALID_ALLOCATION = 19,
+    InvalidAllocation,
     /// The view is unknown to these attachments or was already released.
-    VOXSHM_INVALID_VIEW = 20,
+    InvalidView,
     /// A system call failed; the message names it and the errno.
-    VOXSHM_IO = 21,
+    Io,
     /// The system is out of a resource: memory, file descriptors, or space
     /// for shared memory.
-    VOXSHM_RESOURCE_EXHAUSTED = 22,
+    ResourceExhausted,
     /// A bug in voxshm (a caught panic). Please report it.
-    VOXSHM_INTERNAL = 23,
+    Internal,
     /// The operation is not available in this mode (for example sending a
     /// reference over the channel to a vox peer that speaks no extension).
-    VOXSHM_UNSUPPORTED = 24,
+    Unsupported,
     /// A 32-byte MMAP_REF frame failed to decode.
-    VOXSHM_BAD_FRAME = 25,
+    BadFrame,
     /// The peer speaks a protocol version this library does not.
-    VOXSHM_VERSION_MISMATCH = 26,
+    VersionMismatch,
     /// The process at the other end of a connection runs as a user (or
     /// group) that the listener's or the connecting side's policy does not
     /// allow.
-    VOXSHM_PEER_NOT_ALLOWED = 27,
+    PeerNotAllowed,
     /// The socket name or path is held by a live listener.
-    VOXSHM_ADDRESS_IN_USE = 28,
+    AddressInUse,
 }
 
-pub use voxshm_status as Status;
-
 impl Status {
-    /// Every status, in numeric order.
-    pub const ALL: [Status; 29] = [
-        Status::VOXSHM_OK,
-        Status::VOXSHM_INVALID_ARGUMENT,
-        Status::VOXSHM_ZERO_LENGTH,
-        Status::VOXSHM_TOO_LARGE,
-        Status::VOXSHM_NO_SPACE,
-        Status::VOXSHM_TIMEOUT,
-        Status::VOXSHM_PEER_GONE,
-        Status::VOXSHM_PROTOCOL,
-        Status::VOXSHM_UNKNOWN_MAP,
-        Status::VOXSHM_STALE_GENERATION,
-        Status::VOXSHM_REF_OVERFLOW,
-        Status::VOXSHM_OUT_OF_BOUNDS,
-        Status::VOXSHM_NOT_REGULAR_FILE,
-        Status::VOXSHM_FILE_TOO_SHORT,
-        Status::VOXSHM_NOT_SEALED,
-        Status::VOXSHM_TOO_MANY_MAPPINGS,
-        Status::VOXSHM_MAPPED_BYTES_LIMIT,
-        Status::VOXSHM_MAPPING_TOO_LARGE,
-        Status::VOXSHM_DUPLICATE_ATTACH,
-        Status::VOXSHM_INVALID_ALLOCATION,
-        Status::VOXSHM_INVALID_VIEW,
-        Status::VOXSHM_IO,
-        Status::VOXSHM_RESOURCE_EXHAUSTED,
-        Status::VOXSHM_INTERNAL,
-        Status::VOXSHM_UNSUPPORTED,
-        Status::VOXSHM_BAD_FRAME,
-        Status::VOXSHM_VERSION_MISMATCH,
-        Status::VOXSHM_PEER_NOT_ALLOWED,
-        Status::VOXSHM_ADDRESS_IN_USE,
+    /// Every status, in the order of their C numbers (1, 2, ...).
+    pub const ALL: [Status; 28] = [
+        Status::InvalidArgument,
+        Status::ZeroLength,
+        Status::TooLarge,
+        Status::NoSpace,
+        Status::Timeout,
+        Status::PeerGone,
+        Status::Protocol,
+        Status::UnknownMap,
+        Status::StaleGeneration,
+        Status::RefOverflow,
+        Status::OutOfBounds,
+        Status::NotRegularFile,
+        Status::FileTooShort,
+        Status::NotSealed,
+        Status::TooManyMappings,
+        Status::MappedBytesLimit,
+        Status::MappingTooLarge,
+        Status::DuplicateAttach,
+        Status::InvalidAllocation,
+        Status::InvalidView,
+        Status::Io,
+        Status::ResourceExhausted,
+        Status::Internal,
+        Status::Unsupported,
+        Status::BadFrame,
+        Status::VersionMismatch,
+        Status::PeerNotAllowed,
+        Status::AddressInUse,
     ];
 
-    /// The status's name as a static NUL-terminated string.
-    pub fn name_cstr(self) -> &'static std::ffi::CStr {
-        match self {
-            Status::VOXSHM_OK => c"VOXSHM_OK",
-            Status::VOXSHM_INVALID_ARGUMENT => c"VOXSHM_INVALID_ARGUMENT",
-            Status::VOXSHM_ZERO_LENGTH => c"VOXSHM_ZERO_LENGTH",
-            Status::VOXSHM_TOO_LARGE => c"VOXSHM_TOO_LARGE",
-            Status::VOXSHM_NO_SPACE => c"VOXSHM_NO_SPACE",
-            Status::VOXSHM_TIMEOUT => c"VOXSHM_TIMEOUT",
-            Status::VOXSHM_PEER_GONE => c"VOXSHM_PEER_GONE",
-            Status::VOXSHM_PROTOCOL => c"VOXSHM_PROTOCOL",
-            Status::VOXSHM_UNKNOWN_MAP => c"VOXSHM_UNKNOWN_MAP",
-            Status::VOXSHM_STALE_GENERATION => c"VOXSHM_STALE_GENERATION",
-            Status::VOXSHM_REF_OVERFLOW => c"VOXSHM_REF_OVERFLOW",
-            Status::VOXSHM_OUT_OF_BOUNDS => c"VOXSHM_OUT_OF_BOUNDS",
-            Status::VOXSHM_NOT_REGULAR_FILE => c"VOXSHM_NOT_REGULAR_FILE",
-            Status::VOXSHM_FILE_TOO_SHORT => c"VOXSHM_FILE_TOO_SHORT",
-            Status::VOXSHM_NOT_SEALED => c"VOXSHM_NOT_SEALED",
-            Status::VOXSHM_TOO_MANY_MAPPINGS => c"VOXSHM_TOO_MANY_MAPPINGS",
-            Status::VOXSHM_MAPPED_BYTES_LIMIT => c"VOXSHM_MAPPED_BYTES_LIMIT",
-            Status::VOXSHM_MAPPING_TOO_LARGE => c"VOXSHM_MAPPING_TOO_LARGE",
-            Status::VOXSHM_DUPLICATE_ATTACH => c"VOXSHM_DUPLICATE_ATTACH",
-            Status::VOXSHM_INVALID_ALLOCATION => c"VOXSHM_INVALID_ALLOCATION",
-            Status::VOXSHM_INVALID_VIEW => c"VOXSHM_INVALID_VIEW",
-            Status::VOXSHM_IO => c"VOXSHM_IO",
-            Status::VOXSHM_RESOURCE_EXHAUSTED => c"VOXSHM_RESOURCE_EXHAUSTED",
-            Status::VOXSHM_INTERNAL => c"VOXSHM_INTERNAL",
-            Status::VOXSHM_UNSUPPORTED => c"VOXSHM_UNSUPPORTED",
-            Status::VOXSHM_BAD_FRAME => c"VOXSHM_BAD_FRAME",
-            Status::VOXSHM_VERSION_MISMATCH => c"VOXSHM_VERSION_MISMATCH",
-            Status::VOXSHM_PEER_NOT_ALLOWED => c"VOXSHM_PEER_NOT_ALLOWED",
-            Status::VOXSHM_ADDRESS_IN_USE => c"VOXSHM_ADDRESS_IN_USE",
-        }
-    }
-
-    /// The status's name.
+    /// The status's stable name, e.g. "VOXSHM_PEER_GONE".
     pub fn name(self) -> &'static str {
-        // The names are ASCII literals.
-        self.name_cstr().to_str().unwrap_or("VOXSHM_?")
-    }
-
-    /// The status with this number, if there is one.
-    pub fn from_i32(n: i32) -> Option<Status> {
-        usize::try_from(n)
-            .ok()
-            .and_then(|i| Self::ALL.get(i).copied())
+        match self {
+            Status::InvalidArgument => "VOXSHM_INVALID_ARGUMENT",
+            Status::ZeroLength => "VOXSHM_ZERO_LENGTH",
+            Status::TooLarge => "VOXSHM_TOO_LARGE",
+            Status::NoSpace => "VOXSHM_NO_SPACE",
+            Status::Timeout => "VOXSHM_TIMEOUT",
+            Status::PeerGone => "VOXSHM_PEER_GONE",
+            Status::Protocol => "VOXSHM_PROTOCOL",
+            Status::UnknownMap => "VOXSHM_UNKNOWN_MAP",
+            Status::StaleGeneration => "VOXSHM_STALE_GENERATION",
+            Status::RefOverflow => "VOXSHM_REF_OVERFLOW",
+            Status::OutOfBounds => "VOXSHM_OUT_OF_BOUNDS",
+            Status::NotRegularFile => "VOXSHM_NOT_REGULAR_FILE",
+            Status::FileTooShort => "VOXSHM_FILE_TOO_SHORT",
+            Status::NotSealed => "VOXSHM_NOT_SEALED",
+            Status::TooManyMappings => "VOXSHM_TOO_MANY_MAPPINGS",
+            Status::MappedBytesLimit => "VOXSHM_MAPPED_BYTES_LIMIT",
+            Status::MappingTooLarge => "VOXSHM_MAPPING_TOO_LARGE",
+            Status::DuplicateAttach => "VOXSHM_DUPLICATE_ATTACH",
+            Status::InvalidAllocation => "VOXSHM_INVALID_ALLOCATION",
+            Status::InvalidView => "VOXSHM_INVALID_VIEW",
+            Status::Io => "VOXSHM_IO",
+            Status::ResourceExhausted => "VOXSHM_RESOURCE_EXHAUSTED",
+            Status::Internal => "VOXSHM_INTERNAL",
+            Status::Unsupported => "VOXSHM_UNSUPPORTED",
+            Status::BadFrame => "VOXSHM_BAD_FRAME",
+            Status::VersionMismatch => "VOXSHM_VERSION_MISMATCH",
+            Status::PeerNotAllowed => "VOXSHM_PEER_NOT_ALLOWED",
+            Status::AddressInUse => "VOXSHM_ADDRESS_IN_USE",
+        }
     }
 }
 
@@ -186,12 +166,12 @@ impl Error {
     pub fn os(what: &str, err: io::Error) -> Error {
         let status = match err.raw_os_error() {
             Some(libc::ENOMEM | libc::ENOSPC | libc::EMFILE | libc::ENFILE | libc::EDQUOT) => {
-                Status::VOXSHM_RESOURCE_EXHAUSTED
+                Status::ResourceExhausted
             }
             Some(libc::EPIPE | libc::ECONNRESET | libc::ECONNREFUSED | libc::ENOTCONN) => {
-                Status::VOXSHM_PEER_GONE
+                Status::PeerGone
             }
-            _ => Status::VOXSHM_IO,
+            _ => Status::Io,
         };
         Error::new(status, format!("{what}: {err}"))
     }
@@ -217,24 +197,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_dense_and_stable() {
-        for (i, s) in Status::ALL.iter().enumerate() {
-            assert_eq!(*s as i32, i as i32);
-            assert_eq!(Status::from_i32(i as i32), Some(*s));
+    fn names_are_distinct_and_stable() {
+        let mut seen = std::collections::HashSet::new();
+        for s in Status::ALL {
             assert!(s.name().starts_with("VOXSHM_"));
+            assert!(seen.insert(s.name()));
         }
-        assert_eq!(Status::from_i32(-1), None);
-        assert_eq!(Status::from_i32(Status::ALL.len() as i32), None);
-        assert_eq!(Status::VOXSHM_PROTOCOL as i32, 7);
-        assert_eq!(Status::VOXSHM_INTERNAL as i32, 23);
+        assert_eq!(Status::Protocol.name(), "VOXSHM_PROTOCOL");
     }
 
     #[test]
     fn errno_classification() {
         let e = Error::os("memfd_create", io::Error::from_raw_os_error(libc::EMFILE));
-        assert_eq!(e.status, Status::VOXSHM_RESOURCE_EXHAUSTED);
+        assert_eq!(e.status, Status::ResourceExhausted);
         assert!(e.message.contains("memfd_create"));
         let e = Error::os("sendmsg", io::Error::from_raw_os_error(libc::EPIPE));
-        assert_eq!(e.status, Status::VOXSHM_PEER_GONE);
+        assert_eq!(e.status, Status::PeerGone);
     }
 }

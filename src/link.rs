@@ -125,14 +125,11 @@ pub struct Link {
 /// poison the link; any other status rejects only what the message was
 /// about, and `pump` goes on.
 fn poisons(e: &Error) -> bool {
-    matches!(
-        e.status,
-        Status::VOXSHM_PROTOCOL | Status::VOXSHM_VERSION_MISMATCH
-    )
+    matches!(e.status, Status::Protocol | Status::VersionMismatch)
 }
 
 fn protocol(msg: String) -> Error {
-    Error::new(Status::VOXSHM_PROTOCOL, msg)
+    Error::new(Status::Protocol, msg)
 }
 
 impl Link {
@@ -191,7 +188,7 @@ impl Link {
         self.check_poisoned()?;
         if self.is_gone() {
             return Err(Error::new(
-                Status::VOXSHM_PEER_GONE,
+                Status::PeerGone,
                 format!("the {} closed the channel or died", self.role.peer().name()),
             ));
         }
@@ -330,7 +327,7 @@ impl Link {
                 Ok(Recv::Empty) => break,
                 Ok(Recv::Eof) => None,
                 Ok(Recv::Msg(m)) => Some(m),
-                Err(e) if e.status == Status::VOXSHM_PEER_GONE => None,
+                Err(e) if e.status == Status::PeerGone => None,
                 Err(e) => return Err(e),
             };
             out.changed = true;
@@ -427,7 +424,7 @@ impl Link {
         }
         if version != wire::PROTOCOL_VERSION {
             return Err(Error::new(
-                Status::VOXSHM_VERSION_MISMATCH,
+                Status::VersionMismatch,
                 format!(
                     "{} speaks protocol version {version}, this library speaks {}",
                     want.name(),

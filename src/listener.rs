@@ -83,7 +83,7 @@ impl Allow {
             return Ok(());
         }
         Err(Error::new(
-            Status::VOXSHM_PEER_NOT_ALLOWED,
+            Status::PeerNotAllowed,
             format!(
                 "{who} (pid {}, uid {}, gid {}) is not allowed: {}",
                 c.pid,
@@ -164,7 +164,7 @@ fn is_stale_socket_file(path: &str) -> Result<bool> {
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(Error::new(
-            Status::VOXSHM_ADDRESS_IN_USE,
+            Status::AddressInUse,
             format!("{path} exists and is not a socket: not replaced"),
         ));
     }
@@ -173,7 +173,7 @@ fn is_stale_socket_file(path: &str) -> Result<bool> {
         // `accept` skips connections that hung up before they were taken).
         Ok(_) => Ok(false),
         // ECONNREFUSED: a socket file nobody listens on.
-        Err(e) => Ok(e.status == Status::VOXSHM_PEER_GONE),
+        Err(e) => Ok(e.status == Status::PeerGone),
     }
 }
 
@@ -192,7 +192,7 @@ impl Listener {
     pub fn bind_with(path: &str, opts: ListenerOptions) -> Result<Listener> {
         if opts.mode & !0o777 != 0 {
             return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 format!("listener mode {:o} has bits beyond 0777", opts.mode),
             ));
         }
@@ -218,7 +218,7 @@ impl Listener {
         }
         if !bound {
             return Err(Error::new(
-                Status::VOXSHM_ADDRESS_IN_USE,
+                Status::AddressInUse,
                 format!("{path} is held by a live listener"),
             ));
         }
@@ -277,7 +277,7 @@ impl Listener {
                 Some(libc::EAGAIN) => {
                     if deadline.expired() {
                         return Err(Error::new(
-                            Status::VOXSHM_TIMEOUT,
+                            Status::Timeout,
                             "no connection arrived before the timeout",
                         ));
                     }

@@ -44,7 +44,7 @@ pub struct Released {
 }
 
 fn protocol(msg: String) -> Error {
-    Error::new(Status::VOXSHM_PROTOCOL, msg)
+    Error::new(Status::Protocol, msg)
 }
 
 /// The receiver's regions.
@@ -145,7 +145,7 @@ impl Mappings {
         self.attaches_received += 1;
         self.check_new_region(&a)?;
         let e = Error::new(
-            Status::VOXSHM_RESOURCE_EXHAUSTED,
+            Status::ResourceExhausted,
             format!(
                 "region {}/{}: its fd could not be received, this process has no free file descriptor",
                 a.map_id, a.map_generation
@@ -163,7 +163,7 @@ impl Mappings {
         if self.maps.contains_key(&id) {
             self.attaches_rejected += 1;
             return Err(Error::new(
-                Status::VOXSHM_DUPLICATE_ATTACH,
+                Status::DuplicateAttach,
                 format!("ATTACH of region {id}/{generation} while map_id {id} is still mapped"),
             ));
         }
@@ -171,7 +171,7 @@ impl Mappings {
             Some(&h) if generation <= h => {
                 self.attaches_rejected += 1;
                 Err(Error::new(
-                    Status::VOXSHM_STALE_GENERATION,
+                    Status::StaleGeneration,
                     format!(
                         "ATTACH of region {id}/{generation}: generation {h} of map_id {id} was attached before, a new region must carry a higher one"
                     ),
@@ -244,28 +244,28 @@ impl Mappings {
             }
             return Err(match self.highest.get(&r.map_id) {
                 Some(&g) if r.map_generation <= g => Error::new(
-                    Status::VOXSHM_STALE_GENERATION,
+                    Status::StaleGeneration,
                     format!(
                         "map_id {} generation {} was retired (newest generation: {g})",
                         r.map_id, r.map_generation
                     ),
                 ),
                 _ if sender_gone => Error::new(
-                    Status::VOXSHM_PEER_GONE,
+                    Status::PeerGone,
                     format!(
                         "region {}/{} is not attached, and the sender is gone",
                         r.map_id, r.map_generation
                     ),
                 ),
                 _ => Error::new(
-                    Status::VOXSHM_UNKNOWN_MAP,
+                    Status::UnknownMap,
                     format!("map_id {} is not attached", r.map_id),
                 ),
             });
         };
         if r.map_generation < m.generation {
             return Err(Error::new(
-                Status::VOXSHM_STALE_GENERATION,
+                Status::StaleGeneration,
                 format!(
                     "map_id {} generation {} is stale (mapped: {})",
                     r.map_id, r.map_generation, m.generation
@@ -274,7 +274,7 @@ impl Mappings {
         }
         if r.map_generation > m.generation {
             return Err(Error::new(
-                Status::VOXSHM_UNKNOWN_MAP,
+                Status::UnknownMap,
                 format!(
                     "map_id {} generation {} is not attached yet (mapped: {})",
                     r.map_id, r.map_generation, m.generation
@@ -283,7 +283,7 @@ impl Mappings {
         }
         if r.payload_len == 0 {
             return Err(Error::new(
-                Status::VOXSHM_ZERO_LENGTH,
+                Status::ZeroLength,
                 format!(
                     "reference of 0 bytes at offset {} of region {}/{}",
                     r.map_offset, r.map_id, r.map_generation
@@ -295,7 +295,7 @@ impl Mappings {
             .checked_add(r.payload_len as u64)
             .ok_or_else(|| {
                 Error::new(
-                    Status::VOXSHM_REF_OVERFLOW,
+                    Status::RefOverflow,
                     format!(
                         "offset {} + length {} overflows",
                         r.map_offset, r.payload_len
@@ -304,7 +304,7 @@ impl Mappings {
             })?;
         if end > m.map.len() {
             return Err(Error::new(
-                Status::VOXSHM_OUT_OF_BOUNDS,
+                Status::OutOfBounds,
                 format!(
                     "bytes {}..{end} lie beyond the {}-byte mapping of map_id {}",
                     r.map_offset,
@@ -342,7 +342,7 @@ impl Mappings {
             .filter(|m| m.generation == r.map_generation && m.views.contains_key(&key))
             .ok_or_else(|| {
                 Error::new(
-                    Status::VOXSHM_INVALID_VIEW,
+                    Status::InvalidView,
                     format!("view of {r:?} is not held: never resolved, or released already"),
                 )
             })?;
@@ -350,7 +350,7 @@ impl Mappings {
         // changed the struct); only addresses are compared, nothing is read.
         if data != m.map.base().wrapping_add(r.map_offset as usize) || len != r.payload_len as u64 {
             return Err(Error::new(
-                Status::VOXSHM_INVALID_VIEW,
+                Status::InvalidView,
                 "view's pointer or length does not match its reference",
             ));
         }

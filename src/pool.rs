@@ -106,7 +106,7 @@ impl Pool {
             .max(sys::round_up(need, sys::page_size()).unwrap_or(u64::MAX));
         if region_len > self.opts.budget {
             return Err(Error::new(
-                Status::VOXSHM_TOO_LARGE,
+                Status::TooLarge,
                 format!(
                     "alloc of {len} bytes needs a {region_len}-byte region, more than the budget of {}",
                     self.opts.budget
@@ -187,7 +187,7 @@ impl Pool {
             None => {
                 if self.next_id == u32::MAX {
                     return Err(Error::new(
-                        Status::VOXSHM_RESOURCE_EXHAUSTED,
+                        Status::ResourceExhausted,
                         "map_id space exhausted",
                     ));
                 }

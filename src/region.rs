@@ -84,7 +84,7 @@ impl Region {
     pub fn create(len: u64, name: &str, spec: RegionSpec) -> Result<Region> {
         if len == 0 || len > isize::MAX as u64 {
             return Err(Error::new(
-                Status::VOXSHM_TOO_LARGE,
+                Status::TooLarge,
                 format!("region of {len} bytes"),
             ));
         }
@@ -252,7 +252,7 @@ impl Mapping {
         let st = sys::fstat(raw)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::new(
-                Status::VOXSHM_NOT_REGULAR_FILE,
+                Status::NotRegularFile,
                 format!(
                     "ATTACH fd is not a regular file (mode {:o})",
                     st.st_mode & libc::S_IFMT
@@ -260,14 +260,11 @@ impl Mapping {
             ));
         }
         if mapping_length == 0 {
-            return Err(Error::new(
-                Status::VOXSHM_PROTOCOL,
-                "ATTACH with mapping_length 0",
-            ));
+            return Err(Error::new(Status::Protocol, "ATTACH with mapping_length 0"));
         }
         if (st.st_size as u64) < mapping_length {
             return Err(Error::new(
-                Status::VOXSHM_FILE_TOO_SHORT,
+                Status::FileTooShort,
                 format!(
                     "ATTACH file has {} bytes, mapping_length is {mapping_length}",
                     st.st_size
@@ -278,7 +275,7 @@ impl Mapping {
         let need = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
         if !limits.accept_unsealed && seals & need != need {
             return Err(Error::new(
-                Status::VOXSHM_NOT_SEALED,
+                Status::NotSealed,
                 format!(
                     "ATTACH file lacks F_SEAL_SHRINK|F_SEAL_GROW (seals {seals:#x}) and unsealed regions are not accepted"
                 ),
@@ -286,7 +283,7 @@ impl Mapping {
         }
         if mapping_length > limits.max_single_mapping || mapping_length > isize::MAX as u64 {
             return Err(Error::new(
-                Status::VOXSHM_MAPPING_TOO_LARGE,
+                Status::MappingTooLarge,
                 format!(
                     "region of {mapping_length} bytes exceeds max_single_mapping {}",
                     limits.max_single_mapping
@@ -295,7 +292,7 @@ impl Mapping {
         }
         if mappings >= limits.max_mappings as usize {
             return Err(Error::new(
-                Status::VOXSHM_TOO_MANY_MAPPINGS,
+                Status::TooManyMappings,
                 format!(
                     "already {mappings} mappings; max_mappings is {}",
                     limits.max_mappings
@@ -304,7 +301,7 @@ impl Mapping {
         }
         if mapped_bytes.saturating_add(mapping_length) > limits.max_mapped_bytes {
             return Err(Error::new(
-                Status::VOXSHM_MAPPED_BYTES_LIMIT,
+                Status::MappedBytesLimit,
                 format!(
                     "mapping {mapping_length} more bytes over {mapped_bytes} exceeds max_mapped_bytes {}",
                     limits.max_mapped_bytes

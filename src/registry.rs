@@ -60,7 +60,7 @@ impl RegistryOptions {
     pub fn checked(self) -> Result<RegistryOptions> {
         if self.region_size == 0 || self.budget == 0 {
             return Err(Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 "region_size and budget must be > 0",
             ));
         }
@@ -165,7 +165,7 @@ impl Endpoint for Side {
             }) => {
                 if !self.pool.is_retiring(map_id, map_generation) {
                     return Err(Error::new(
-                        Status::VOXSHM_PROTOCOL,
+                        Status::Protocol,
                         format!(
                             "RETIRE_ACK for region {map_id}/{map_generation}, which is not retiring"
                         ),
@@ -176,7 +176,7 @@ impl Endpoint for Side {
             Incoming::Gone => self.peer_gone(link),
             other => {
                 return Err(Error::new(
-                    Status::VOXSHM_PROTOCOL,
+                    Status::Protocol,
                     format!("receiver sent a sender-only message {other:?}"),
                 ));
             }
@@ -269,7 +269,7 @@ impl Side {
             .filter(|l| here && l.token == a.token && l.len == a.capacity && l.published.is_none())
             .ok_or_else(|| {
                 Error::new(
-                    Status::VOXSHM_INVALID_ALLOCATION,
+                    Status::InvalidAllocation,
                     format!(
                         "allocation {}/{}+{} is unknown, already published or aborted",
                         a.map_id, a.map_generation, a.map_offset
@@ -306,11 +306,11 @@ impl Side {
     fn check_publish(&mut self, a: &Allocation, len: u64) -> Result<Ref> {
         let lease = self.lease_mut(a)?;
         if len == 0 {
-            return Err(Error::new(Status::VOXSHM_ZERO_LENGTH, "publish of 0 bytes"));
+            return Err(Error::new(Status::ZeroLength, "publish of 0 bytes"));
         }
         if len > lease.len || len > u32::MAX as u64 {
             return Err(Error::new(
-                Status::VOXSHM_TOO_LARGE,
+                Status::TooLarge,
                 format!("publish of {len} bytes from an allocation of {}", lease.len),
             ));
         }
@@ -387,7 +387,7 @@ impl Registry {
         let drain = |l: &mut Link| l.pump(side).map(|_| ());
         let r = link.send_blocking(bytes, fd, with_hello, deadline, drain);
         if let Err(e) = &r
-            && e.status == Status::VOXSHM_PEER_GONE
+            && e.status == Status::PeerGone
         {
             // What the receiver sent before it went (releases) is still
             // queued: apply it before reclaiming the rest.
@@ -409,11 +409,11 @@ impl Registry {
     /// when the budget is exhausted.
     pub fn alloc(&self, len: u64, timeout_ms: i64) -> Result<Allocation> {
         if len == 0 {
-            return Err(Error::new(Status::VOXSHM_ZERO_LENGTH, "alloc of 0 bytes"));
+            return Err(Error::new(Status::ZeroLength, "alloc of 0 bytes"));
         }
         if len > u32::MAX as u64 {
             return Err(Error::new(
-                Status::VOXSHM_TOO_LARGE,
+                Status::TooLarge,
                 format!("alloc of {len} bytes: a payload is at most 4 GiB - 1"),
             ));
         }
@@ -442,7 +442,7 @@ impl Registry {
             if deadline.expired() {
                 let side = &g.s.side;
                 return Err(Error::new(
-                    Status::VOXSHM_NO_SPACE,
+                    Status::NoSpace,
                     format!(
                         "budget of {} bytes exhausted ({} bytes in {} regions, {} live leases); nothing was released in time",
                         self.opts.budget,
@@ -499,7 +499,7 @@ impl Registry {
     pub fn send(&self, a: &Allocation, len: u64, timeout_ms: i64) -> Result<()> {
         if self.opts.vox_compat {
             return Err(Error::new(
-                Status::VOXSHM_UNSUPPORTED,
+                Status::Unsupported,
                 "a vox receiver takes references only over its own transport: use publish",
             ));
         }
@@ -524,7 +524,7 @@ impl Registry {
             }
             if deadline.expired() {
                 return Err(Error::new(
-                    Status::VOXSHM_TIMEOUT,
+                    Status::Timeout,
                     "the receiver has not said HELLO yet",
                 ));
             }
@@ -591,7 +591,7 @@ impl Registry {
             if side.live_leases == 0 && !side.pool.any_retiring() {
                 if side.lost_leases > 0 {
                     return Err(Error::new(
-                        Status::VOXSHM_PEER_GONE,
+                        Status::PeerGone,
                         format!(
                             "the receiver went away holding {} leases; they were reclaimed",
                             side.lost_leases
@@ -603,7 +603,7 @@ impl Registry {
             link.check_usable()?;
             if deadline.expired() {
                 return Err(Error::new(
-                    Status::VOXSHM_TIMEOUT,
+                    Status::Timeout,
                     format!("{} leases still outstanding", side.live_leases),
                 ));
             }

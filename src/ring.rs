@@ -72,7 +72,7 @@ pub struct RingError(pub String);
 
 impl From<RingError> for Error {
     fn from(e: RingError) -> Error {
-        Error::new(Status::VOXSHM_PROTOCOL, format!("ring segment: {}", e.0))
+        Error::new(Status::Protocol, format!("ring segment: {}", e.0))
     }
 }
 
@@ -97,7 +97,7 @@ impl Capacities {
         for (what, c) in [("reference", self.refs), ("release", self.releases)] {
             if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
                 return Err(Error::new(
-                    Status::VOXSHM_PROTOCOL,
+                    Status::Protocol,
                     format!(
                         "ring segment: {what} ring capacity {c} is not a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}"
                     ),
@@ -312,7 +312,7 @@ impl Segment {
         )?;
         if region.backing() != Backing::Memfd {
             return Err(Error::new(
-                Status::VOXSHM_UNSUPPORTED,
+                Status::Unsupported,
                 "a ring segment needs memfd and sealing",
             ));
         }
@@ -338,7 +338,7 @@ impl Segment {
     /// whose header (copied, then checked) states capacities this library
     /// accepts and a size the file has. The fd is closed on return.
     pub fn attach(fd: OwnedFd) -> Result<Segment> {
-        let bad = |why: String| Error::new(Status::VOXSHM_PROTOCOL, format!("ring segment: {why}"));
+        let bad = |why: String| Error::new(Status::Protocol, format!("ring segment: {why}"));
         let st = sys::fstat(fd.as_raw_fd())?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(bad("the fd is not a regular file".into()));

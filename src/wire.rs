@@ -107,7 +107,7 @@ impl Attach {
     pub fn decode(b: &[u8]) -> Result<Attach> {
         if b.len() != ATTACH_LEN {
             return Err(Error::new(
-                Status::VOXSHM_PROTOCOL,
+                Status::Protocol,
                 format!("ATTACH body is {} bytes, expected 16", b.len()),
             ));
         }
@@ -135,7 +135,7 @@ impl Ref {
     /// Decodes a 32-byte MMAP_REF frame; `b` must hold at least 32 bytes
     /// (bytes past the frame are ignored).
     pub fn decode_frame(b: &[u8]) -> Result<Ref> {
-        let bad = |why: String| Err(Error::new(Status::VOXSHM_BAD_FRAME, why));
+        let bad = |why: String| Err(Error::new(Status::BadFrame, why));
         if b.len() < FRAME_LEN {
             return bad(format!("frame is {} bytes, expected 32", b.len()));
         }
@@ -237,7 +237,7 @@ impl Ext {
     /// Decodes an extension message. Any deviation from the layout is a
     /// protocol error that says what was wrong.
     pub fn decode(b: &[u8]) -> Result<Ext> {
-        let bad = |why: String| Err(Error::new(Status::VOXSHM_PROTOCOL, why));
+        let bad = |why: String| Err(Error::new(Status::Protocol, why));
         if b.len() < HEADER_LEN || !Self::is_ext(b) {
             return bad(format!(
                 "{}-byte message without fd is not a voxshm message",
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(Attach::decode(&g).unwrap(), a);
         for n in [0, 15, 17, 32] {
             let e = Attach::decode(&vec![0; n]).unwrap_err();
-            assert_eq!(e.status, Status::VOXSHM_PROTOCOL);
+            assert_eq!(e.status, Status::Protocol);
         }
     }
 
@@ -374,10 +374,7 @@ mod tests {
             cases.push(b.to_vec());
         }
         for c in cases {
-            assert_eq!(
-                Ref::decode_frame(&c).unwrap_err().status,
-                Status::VOXSHM_BAD_FRAME
-            );
+            assert_eq!(Ref::decode_frame(&c).unwrap_err().status, Status::BadFrame);
         }
     }
 
@@ -506,7 +503,7 @@ mod tests {
         for c in cases {
             assert_eq!(
                 Ext::decode(&c).unwrap_err().status,
-                Status::VOXSHM_PROTOCOL,
+                Status::Protocol,
                 "{c:?}"
             );
         }

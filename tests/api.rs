@@ -39,12 +39,12 @@ fn alloc_rejects_impossible_lengths() {
         budget: 2 * REGION,
         ..Default::default()
     });
-    assert_eq!(status(reg.alloc(0, 0)), VOXSHM_ZERO_LENGTH);
-    assert_eq!(status(reg.alloc(0, LONG_MS)), VOXSHM_ZERO_LENGTH);
-    assert_eq!(status(reg.alloc(u32::MAX as u64 + 1, 0)), VOXSHM_TOO_LARGE);
-    assert_eq!(status(reg.alloc(u64::MAX, 0)), VOXSHM_TOO_LARGE);
+    assert_eq!(status(reg.alloc(0, 0)), ZeroLength);
+    assert_eq!(status(reg.alloc(0, LONG_MS)), ZeroLength);
+    assert_eq!(status(reg.alloc(u32::MAX as u64 + 1, 0)), TooLarge);
+    assert_eq!(status(reg.alloc(u64::MAX, 0)), TooLarge);
     // Larger than the whole budget: no wait can help.
-    assert_eq!(status(reg.alloc(2 * REGION + 1, LONG_MS)), VOXSHM_TOO_LARGE);
+    assert_eq!(status(reg.alloc(2 * REGION + 1, LONG_MS)), TooLarge);
     // The whole budget in one payload is fine.
     let al = reg.alloc(2 * REGION, 0).unwrap();
     assert_eq!(al.capacity, 2 * REGION);
@@ -66,8 +66,8 @@ fn budget_exhaustion_and_backpressure() {
     let x = reg.alloc(REGION, 0).unwrap();
     let y = reg.alloc(REGION, 0).unwrap();
     assert_eq!(reg.stats().regions, 2);
-    assert_eq!(status(reg.alloc(1, 0)), VOXSHM_NO_SPACE);
-    assert_eq!(status(reg.alloc(1, 50)), VOXSHM_NO_SPACE);
+    assert_eq!(status(reg.alloc(1, 0)), NoSpace);
+    assert_eq!(status(reg.alloc(1, 50)), NoSpace);
     // An aborted allocation is space again.
     reg.abort(&y).unwrap();
     let y = reg.alloc(REGION, 0).unwrap();
@@ -80,7 +80,7 @@ fn budget_exhaustion_and_backpressure() {
     }
     let vx = att.recv(LONG_MS).unwrap();
     let vy = att.recv(LONG_MS).unwrap();
-    assert_eq!(status(reg.alloc(1, 0)), VOXSHM_NO_SPACE);
+    assert_eq!(status(reg.alloc(1, 0)), NoSpace);
     assert_eq!(reg.stats().live_leases, 2);
 
     // Another thread releases one after a while; an alloc that waits
@@ -119,7 +119,7 @@ fn helper_slow_releaser() {
     say("HOLDING");
     hear();
     att.release(&v).unwrap();
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn alloc_waits_for_a_release_from_another_process() {
     .unwrap();
     send(&reg, REGION, 0);
     h.expect("HOLDING");
-    assert_eq!(status(reg.alloc(1, 0)), VOXSHM_NO_SPACE);
+    assert_eq!(status(reg.alloc(1, 0)), NoSpace);
     // Whether the release lands before or while the alloc waits, the alloc
     // can only succeed after it.
     h.tell("release");
@@ -161,42 +161,42 @@ fn misuse_of_allocations() {
     // Published twice.
     let a = reg.alloc(100, 0).unwrap();
     reg.publish(&a, 100).unwrap();
-    assert_eq!(status(reg.publish(&a, 100)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.send(&a, 100, 1000)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.abort(&a)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.publish(&a, 100)), InvalidAllocation);
+    assert_eq!(status(reg.send(&a, 100, 1000)), InvalidAllocation);
+    assert_eq!(status(reg.abort(&a)), InvalidAllocation);
     // Sent, then published or sent again.
     let b = reg.alloc(100, 0).unwrap();
     reg.send(&b, 100, LONG_MS).unwrap();
-    assert_eq!(status(reg.send(&b, 100, 1000)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.publish(&b, 100)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.send(&b, 100, 1000)), InvalidAllocation);
+    assert_eq!(status(reg.publish(&b, 100)), InvalidAllocation);
     // Aborted, then published, sent or aborted again.
     let c = reg.alloc(100, 0).unwrap();
     reg.abort(&c).unwrap();
-    assert_eq!(status(reg.publish(&c, 100)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.send(&c, 100, 1000)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.abort(&c)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.publish(&c, 100)), InvalidAllocation);
+    assert_eq!(status(reg.send(&c, 100, 1000)), InvalidAllocation);
+    assert_eq!(status(reg.abort(&c)), InvalidAllocation);
     // A stale copy of an allocation whose space was handed out again.
     let d = reg.alloc(100, 0).unwrap();
     assert_eq!((d.map_id, d.map_offset), (c.map_id, c.map_offset));
-    assert_eq!(status(reg.publish(&c, 100)), VOXSHM_INVALID_ALLOCATION);
-    assert_eq!(status(reg.abort(&c)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.publish(&c, 100)), InvalidAllocation);
+    assert_eq!(status(reg.abort(&c)), InvalidAllocation);
     // A forged one.
     let forged = Allocation {
         map_offset: d.map_offset + 64,
         ..d
     };
-    assert_eq!(status(reg.publish(&forged, 1)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.publish(&forged, 1)), InvalidAllocation);
     let forged = Allocation {
         map_generation: d.map_generation + 1,
         ..d
     };
-    assert_eq!(status(reg.abort(&forged)), VOXSHM_INVALID_ALLOCATION);
+    assert_eq!(status(reg.abort(&forged)), InvalidAllocation);
     // Bad lengths leave the allocation usable.
-    assert_eq!(status(reg.publish(&d, 0)), VOXSHM_ZERO_LENGTH);
-    assert_eq!(status(reg.send(&d, 0, 1000)), VOXSHM_ZERO_LENGTH);
-    assert_eq!(status(reg.publish(&d, d.capacity + 1)), VOXSHM_TOO_LARGE);
-    assert_eq!(status(reg.send(&d, d.capacity + 1, 1000)), VOXSHM_TOO_LARGE);
-    assert_eq!(status(reg.publish(&d, u64::MAX)), VOXSHM_TOO_LARGE);
+    assert_eq!(status(reg.publish(&d, 0)), ZeroLength);
+    assert_eq!(status(reg.send(&d, 0, 1000)), ZeroLength);
+    assert_eq!(status(reg.publish(&d, d.capacity + 1)), TooLarge);
+    assert_eq!(status(reg.send(&d, d.capacity + 1, 1000)), TooLarge);
+    assert_eq!(status(reg.publish(&d, u64::MAX)), TooLarge);
     reg.publish(&d, d.capacity).unwrap();
     assert_eq!(reg.stats().allocations, 0);
     assert_eq!(reg.stats().live_leases, 3);
@@ -218,23 +218,23 @@ fn misuse_of_views() {
     // Released twice.
     let v1 = att.resolve(&r1, LONG_MS).unwrap();
     att.release(&v1).unwrap();
-    assert_eq!(status(att.release(&v1)), VOXSHM_INVALID_VIEW);
+    assert_eq!(status(att.release(&v1)), InvalidView);
     // Never resolved: r2 is valid, but no view of it is held.
     let never = View {
         data: v1.data,
         len: 100,
         r: r2,
     };
-    assert_eq!(status(att.release(&never)), VOXSHM_INVALID_VIEW);
+    assert_eq!(status(att.release(&never)), InvalidView);
     // Forged pointer or length for a view that is held.
     let v2 = att.resolve(&r2, 0).unwrap();
     let moved = View {
         data: v2.data.wrapping_add(64),
         ..v2
     };
-    assert_eq!(status(att.release(&moved)), VOXSHM_INVALID_VIEW);
+    assert_eq!(status(att.release(&moved)), InvalidView);
     let longer = View { len: 101, ..v2 };
-    assert_eq!(status(att.release(&longer)), VOXSHM_INVALID_VIEW);
+    assert_eq!(status(att.release(&longer)), InvalidView);
     // Resolved twice: two views, each released once.
     let v2b = att.resolve(&r2, 0).unwrap();
     assert_eq!(att.stats().live_views, 2);
@@ -243,7 +243,7 @@ fn misuse_of_views() {
     reg.poll().unwrap();
     assert_eq!(reg.stats().live_leases, 1);
     att.release(&v2b).unwrap();
-    assert_eq!(status(att.release(&v2b)), VOXSHM_INVALID_VIEW);
+    assert_eq!(status(att.release(&v2b)), InvalidView);
     settle(&reg, &att);
     assert_eq!(reg.stats().live_leases, 0);
     assert_eq!(att.stats().live_views, 0);
@@ -296,18 +296,18 @@ fn waits_that_end_without_anything_time_out() {
         payload_len: 1,
     };
     // Without waiting, the region is simply unknown.
-    assert_eq!(status(att.resolve(&nothing, 0)), VOXSHM_UNKNOWN_MAP);
+    assert_eq!(status(att.resolve(&nothing, 0)), UnknownMap);
     // After waiting in vain, the wait timed out.
-    assert_eq!(status(att.resolve(&nothing, 200)), VOXSHM_TIMEOUT);
-    assert_eq!(status(att.recv(0)), VOXSHM_TIMEOUT);
-    assert_eq!(status(att.recv(100)), VOXSHM_TIMEOUT);
+    assert_eq!(status(att.resolve(&nothing, 200)), Timeout);
+    assert_eq!(status(att.recv(0)), Timeout);
+    assert_eq!(status(att.recv(100)), Timeout);
     // A registry whose receiver never says HELLO cannot send.
     let reg = Registry::new(a, RegistryOptions::default()).unwrap();
     let (c, _d) = Channel::pair().unwrap();
     let mute = Registry::new(c, RegistryOptions::default()).unwrap();
     let al = mute.alloc(10, 0).unwrap();
-    assert_eq!(status(mute.send(&al, 10, 0)), VOXSHM_TIMEOUT);
-    assert_eq!(status(mute.send(&al, 10, 100)), VOXSHM_TIMEOUT);
+    assert_eq!(status(mute.send(&al, 10, 0)), Timeout);
+    assert_eq!(status(mute.send(&al, 10, 100)), Timeout);
     // The allocation is still the caller's.
     mute.abort(&al).unwrap();
     // Nothing was released: wait_idle with nothing outstanding is at once.
@@ -318,6 +318,6 @@ fn waits_that_end_without_anything_time_out() {
     let (a, b) = Channel::pair().unwrap();
     let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
     drop(a);
-    assert_eq!(status(att.resolve(&nothing, LONG_MS)), VOXSHM_PEER_GONE);
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.resolve(&nothing, LONG_MS)), PeerGone);
+    assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }

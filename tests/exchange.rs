@@ -91,7 +91,7 @@ fn helper_receiver() {
     say(&format!("RECEIVED {} {total}", sizes.len()));
     // Waiting here acknowledges retirements until the sender hangs up.
     let e = att.recv(LONG_MS).unwrap_err();
-    assert_eq!(e.status, VOXSHM_PEER_GONE, "{e}");
+    assert_eq!(e.status, PeerGone, "{e}");
     let st = att.stats();
     assert_eq!(
         (st.mappings, st.mapped_bytes, st.live_views),
@@ -199,7 +199,7 @@ fn dgram_pair_carries_a_full_exchange() {
     drop(att);
     let al = reg.alloc(100, 0).unwrap();
     let e = reg.send(&al, 100, 1000).unwrap_err();
-    assert_eq!(e.status, VOXSHM_PEER_GONE, "{e}");
+    assert_eq!(e.status, PeerGone, "{e}");
     assert_eq!(reg.stats().live_leases, 0);
     drop(reg);
     assert_eq!(fd_count(), before);
@@ -258,7 +258,7 @@ fn listener_on_an_abstract_name() {
     drop(Listener::bind(&name).unwrap());
     assert_eq!(
         Channel::connect(&name).unwrap_err().status,
-        VOXSHM_PEER_GONE,
+        PeerGone,
         "nobody listens any more"
     );
 }

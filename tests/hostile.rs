@@ -66,17 +66,17 @@ fn assert_poisoned(att: &Attachments, peer: &OwnedFd) {
     // A valid ATTACH after the poison is never read (its fd stays in flight
     // in the kernel, not in this process).
     good_attach(peer, 100, 1, 4096);
-    assert_eq!(status(att.poll()), VOXSHM_PROTOCOL);
-    assert_eq!(status(att.recv(0)), VOXSHM_PROTOCOL);
-    assert_eq!(status(att.recv(100)), VOXSHM_PROTOCOL);
+    assert_eq!(status(att.poll()), Protocol);
+    assert_eq!(status(att.recv(0)), Protocol);
+    assert_eq!(status(att.recv(100)), Protocol);
     let r = Ref {
         map_id: 100,
         map_generation: 1,
         map_offset: 0,
         payload_len: 1,
     };
-    assert_eq!(status(att.resolve(&r, 0)), VOXSHM_PROTOCOL);
-    assert_eq!(status(att.resolve(&r, 100)), VOXSHM_PROTOCOL);
+    assert_eq!(status(att.resolve(&r, 0)), Protocol);
+    assert_eq!(status(att.resolve(&r, 100)), Protocol);
     assert_eq!(att.stats().mappings, 0);
     assert_eq!(fd_count(), base);
 }
@@ -97,7 +97,7 @@ fn hostile_attach(body: Vec<u8>, fds: Vec<OwnedFd>) -> (Attachments, OwnedFd, St
 fn short_file_is_rejected() {
     let _s = serial();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 8192), vec![memfd(4096, SHRINK_GROW)]);
-    assert_eq!(s, VOXSHM_FILE_TOO_SHORT);
+    assert_eq!(s, FileTooShort);
     // Not poisoned: a good region after it maps.
     good_attach(&peer, 2, 1, 4096);
     att.poll().unwrap();
@@ -109,7 +109,7 @@ fn short_file_is_rejected() {
 fn unsealed_memfd_is_rejected_unless_accepted() {
     let _s = serial();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 4096), vec![memfd(4096, 0)]);
-    assert_eq!(s, VOXSHM_NOT_SEALED);
+    assert_eq!(s, NotSealed);
     // Only SHRINK, not GROW: still not sealed enough.
     let base = fd_count();
     send_closing(
@@ -117,7 +117,7 @@ fn unsealed_memfd_is_rejected_unless_accepted() {
         &attach_body(2, 1, 4096),
         vec![memfd(4096, libc::F_SEAL_SHRINK)],
     );
-    assert_eq!(status(att.poll()), VOXSHM_NOT_SEALED);
+    assert_eq!(status(att.poll()), NotSealed);
     assert_eq!(fd_count(), base);
     drop((att, peer));
 
@@ -143,7 +143,7 @@ fn pipe_is_not_a_regular_file() {
         (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]))
     };
     let (_att, _peer, s) = hostile_attach(attach_body(1, 1, 4096), vec![r]);
-    assert_eq!(s, VOXSHM_NOT_REGULAR_FILE);
+    assert_eq!(s, NotRegularFile);
     drop(w);
 }
 
@@ -152,7 +152,7 @@ fn socket_is_not_a_regular_file() {
     let _s = serial();
     let (x, y) = Channel::pair().unwrap();
     let (_att, _peer, s) = hostile_attach(attach_body(1, 1, 4096), vec![x.into_fd()]);
-    assert_eq!(s, VOXSHM_NOT_REGULAR_FILE);
+    assert_eq!(s, NotRegularFile);
     drop(y);
 }
 
@@ -163,7 +163,7 @@ fn two_fds_on_one_attach_poison_the_channel() {
         attach_body(1, 1, 4096),
         vec![memfd(4096, SHRINK_GROW), memfd(4096, SHRINK_GROW)],
     );
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
 }
 
@@ -172,7 +172,7 @@ fn twenty_fds_on_one_attach_poison_the_channel() {
     let _s = serial();
     let fds: Vec<OwnedFd> = (0..20).map(|_| memfd(4096, SHRINK_GROW)).collect();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 4096), fds);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
 }
 
@@ -182,7 +182,7 @@ fn more_fds_than_the_control_buffer_holds_truncate_and_poison() {
     // SCM_MAX_FD is 253: the kernel delivers what fits and sets MSG_CTRUNC.
     let fds: Vec<OwnedFd> = (0..250).map(|_| memfd(4096, SHRINK_GROW)).collect();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 4096), fds);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
 }
 
@@ -193,7 +193,7 @@ fn attach_body_of_15_or_17_bytes_poisons() {
         let mut body = attach_body(1, 1, 4096);
         body.resize(n, 0);
         let (att, peer, s) = hostile_attach(body, vec![memfd(4096, SHRINK_GROW)]);
-        assert_eq!(s, VOXSHM_PROTOCOL, "{n}-byte body");
+        assert_eq!(s, Protocol, "{n}-byte body");
         assert_poisoned(&att, &peer);
     }
 }
@@ -202,7 +202,7 @@ fn attach_body_of_15_or_17_bytes_poisons() {
 fn attach_without_fd_poisons() {
     let _s = serial();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 4096), vec![]);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
 }
 
@@ -216,7 +216,7 @@ fn fd_on_an_extension_message_poisons() {
     }
     .encode();
     let (att, peer, s) = hostile_attach(hello, vec![memfd(4096, SHRINK_GROW)]);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
 }
 
@@ -225,11 +225,11 @@ fn zero_mapping_length_poisons_the_channel() {
     let _s = serial();
     // Malformed whatever fd rides with it: no region has 0 bytes.
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 0), vec![memfd(4096, SHRINK_GROW)]);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
     let (r, w) = Channel::pair().unwrap();
     let (att, peer, s) = hostile_attach(attach_body(1, 1, 0), vec![r.into_fd()]);
-    assert_eq!(s, VOXSHM_PROTOCOL);
+    assert_eq!(s, Protocol);
     assert_poisoned(&att, &peer);
     drop(w);
 }
@@ -245,7 +245,7 @@ fn duplicate_attach_is_rejected() {
     // without a retirement in between.
     for generation in [1, 2] {
         good_attach(&peer, 1, generation, 4096);
-        assert_eq!(status(att.poll()), VOXSHM_DUPLICATE_ATTACH);
+        assert_eq!(status(att.poll()), DuplicateAttach);
         assert_eq!(fd_count(), base);
     }
     let st = att.stats();
@@ -269,15 +269,15 @@ fn references_are_checked_in_order() {
     att.poll().unwrap();
     let base = fd_count();
     let cases = [
-        (r(2, 5, 0, 1), VOXSHM_UNKNOWN_MAP),
-        (r(2, 5, u64::MAX, u32::MAX), VOXSHM_UNKNOWN_MAP),
-        (r(1, 4, 0, 1), VOXSHM_STALE_GENERATION),
-        (r(1, 4, u64::MAX, 2), VOXSHM_STALE_GENERATION),
-        (r(1, 5, u64::MAX, 1), VOXSHM_REF_OVERFLOW),
-        (r(1, 5, u64::MAX - 10, 100), VOXSHM_REF_OVERFLOW),
-        (r(1, 5, 4000, 97), VOXSHM_OUT_OF_BOUNDS),
-        (r(1, 5, 4096, 1), VOXSHM_OUT_OF_BOUNDS),
-        (r(1, 5, 1 << 40, 1), VOXSHM_OUT_OF_BOUNDS),
+        (r(2, 5, 0, 1), UnknownMap),
+        (r(2, 5, u64::MAX, u32::MAX), UnknownMap),
+        (r(1, 4, 0, 1), StaleGeneration),
+        (r(1, 4, u64::MAX, 2), StaleGeneration),
+        (r(1, 5, u64::MAX, 1), RefOverflow),
+        (r(1, 5, u64::MAX - 10, 100), RefOverflow),
+        (r(1, 5, 4000, 97), OutOfBounds),
+        (r(1, 5, 4096, 1), OutOfBounds),
+        (r(1, 5, 1 << 40, 1), OutOfBounds),
     ];
     for (reference, want) in cases {
         assert_eq!(status(att.resolve(&reference, 0)), want, "{reference:?}");
@@ -331,10 +331,10 @@ fn stale_generation_after_a_map_id_is_reused() {
     assert_eq!((v.r.map_id, v.r.map_generation), (1, 2));
     // SAFETY: the view holds 100 readable bytes until released.
     unsafe { verify(v.data, v.len, 1) }.unwrap();
-    assert_eq!(status(att.resolve(&old, 0)), VOXSHM_STALE_GENERATION);
-    assert_eq!(status(att.resolve(&old, 100)), VOXSHM_STALE_GENERATION);
+    assert_eq!(status(att.resolve(&old, 0)), StaleGeneration);
+    assert_eq!(status(att.resolve(&old, 100)), StaleGeneration);
     // A generation from the future is not attached (yet).
-    assert_eq!(status(att.resolve(&r(1, 3, 0, 1), 0)), VOXSHM_UNKNOWN_MAP);
+    assert_eq!(status(att.resolve(&r(1, 3, 0, 1), 0)), UnknownMap);
     att.release(&v).unwrap();
     settle(&reg, &att);
     drop((reg, att));
@@ -380,7 +380,7 @@ fn too_many_mappings() {
     limit_case(
         limited(2, 1 << 30, 1 << 30),
         &[4096, 4096, 4096],
-        VOXSHM_TOO_MANY_MAPPINGS,
+        TooManyMappings,
     );
 }
 
@@ -390,7 +390,7 @@ fn mapped_bytes_limit() {
     limit_case(
         limited(100, 3 * 4096, 1 << 30),
         &[4096, 4096, 8192],
-        VOXSHM_MAPPED_BYTES_LIMIT,
+        MappedBytesLimit,
     );
 }
 
@@ -400,7 +400,7 @@ fn mapping_too_large() {
     limit_case(
         limited(100, 1 << 30, 8192),
         &[8192, 8192 + 4096],
-        VOXSHM_MAPPING_TOO_LARGE,
+        MappingTooLarge,
     );
 }
 
@@ -427,22 +427,17 @@ fn absurd_mapping_lengths() {
     let _s = serial();
     let unlimited = limited(u32::MAX, u64::MAX, u64::MAX);
     // Claims far more than the file holds.
-    attach_case(unlimited.clone(), 4096, 1 << 62, VOXSHM_FILE_TOO_SHORT);
-    attach_case(unlimited.clone(), 4096, u64::MAX, VOXSHM_FILE_TOO_SHORT);
+    attach_case(unlimited.clone(), 4096, 1 << 62, FileTooShort);
+    attach_case(unlimited.clone(), 4096, u64::MAX, FileTooShort);
     // A sparse file that really is that large: more than an address space
     // can map, even with no limits configured.
-    attach_case(
-        unlimited.clone(),
-        1 << 62,
-        1 << 62,
-        VOXSHM_RESOURCE_EXHAUSTED,
-    );
+    attach_case(unlimited.clone(), 1 << 62, 1 << 62, ResourceExhausted);
     // With the default limits the size check comes first.
     attach_case(
         AttachmentsOptions::default(),
         1 << 62,
         1 << 62,
-        VOXSHM_MAPPING_TOO_LARGE,
+        MappingTooLarge,
     );
 }
 
@@ -485,7 +480,7 @@ fn malformed_extension_messages_poison() {
     ));
     for (what, body) in cases {
         let (att, peer, s) = hostile_attach(body, vec![]);
-        assert_eq!(s, VOXSHM_PROTOCOL, "{what}");
+        assert_eq!(s, Protocol, "{what}");
         assert_poisoned(&att, &peer);
     }
     // Another protocol version is its own status, and poisons too.
@@ -496,8 +491,8 @@ fn malformed_extension_messages_poison() {
     }
     .encode();
     let (att, peer, s) = hostile_attach(hello, vec![]);
-    assert_eq!(s, VOXSHM_VERSION_MISMATCH);
-    assert_eq!(status(att.recv(0)), VOXSHM_VERSION_MISMATCH);
+    assert_eq!(s, VersionMismatch);
+    assert_eq!(status(att.recv(0)), VersionMismatch);
     drop((att, peer));
 }
 
@@ -544,17 +539,17 @@ fn hostile_to_sender(body: Vec<u8>, fds: Vec<OwnedFd>, al_published: bool) {
     }
     let base = fd_count() - fds.len();
     send_closing(&peer, &body, fds);
-    assert_eq!(status(reg.poll()), VOXSHM_PROTOCOL);
+    assert_eq!(status(reg.poll()), Protocol);
     assert_eq!(fd_count(), base, "an fd that arrived was not closed");
     // Poisoned: every later call fails the same way.
-    assert_eq!(status(reg.poll()), VOXSHM_PROTOCOL);
-    assert_eq!(status(reg.alloc(10, 0)), VOXSHM_PROTOCOL);
-    assert_eq!(status(reg.alloc(10, 100)), VOXSHM_PROTOCOL);
+    assert_eq!(status(reg.poll()), Protocol);
+    assert_eq!(status(reg.alloc(10, 0)), Protocol);
+    assert_eq!(status(reg.alloc(10, 100)), Protocol);
     if !al_published {
-        assert_eq!(status(reg.send(&al, 10, 100)), VOXSHM_PROTOCOL);
-        assert_eq!(status(reg.publish(&al, 10)), VOXSHM_PROTOCOL);
+        assert_eq!(status(reg.send(&al, 10, 100)), Protocol);
+        assert_eq!(status(reg.publish(&al, 10)), Protocol);
     }
-    assert_eq!(status(reg.wait_idle(100)), VOXSHM_PROTOCOL);
+    assert_eq!(status(reg.wait_idle(100)), Protocol);
     assert_eq!(fd_count(), base);
 }
 

@@ -36,7 +36,7 @@ fn several_senders_and_receivers_share_handles() {
                                 received.fetch_add(1, Ordering::Relaxed);
                                 att.release(&v).unwrap();
                             }
-                            Err(e) if e.status == Status::VOXSHM_PEER_GONE => break,
+                            Err(e) if e.status == Status::PeerGone => break,
                             Err(e) => panic!("recv: {e:?}"),
                         }
                     }

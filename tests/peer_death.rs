@@ -83,21 +83,18 @@ fn receiver_killed_while_holding_leases() {
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
 
     let e = reg.poll().unwrap_err();
-    assert_eq!(e.status, VOXSHM_PEER_GONE, "{e}");
+    assert_eq!(e.status, PeerGone, "{e}");
     assert!(reg.peer_is_gone());
     let s = reg.stats();
     assert_eq!(s.live_leases, 0, "every lease was reclaimed: {s:?}");
-    assert_eq!(
-        reg.send(&pending, 1000, 1000).unwrap_err().status,
-        VOXSHM_PEER_GONE
-    );
-    assert_eq!(reg.alloc(1000, 0).unwrap_err().status, VOXSHM_PEER_GONE);
-    assert_eq!(reg.alloc(1000, 1000).unwrap_err().status, VOXSHM_PEER_GONE);
+    assert_eq!(reg.send(&pending, 1000, 1000).unwrap_err().status, PeerGone);
+    assert_eq!(reg.alloc(1000, 0).unwrap_err().status, PeerGone);
+    assert_eq!(reg.alloc(1000, 1000).unwrap_err().status, PeerGone);
     // The allocation is still the caller's to give back.
     reg.abort(&pending).unwrap();
     // Nothing is outstanding any more, but wait_idle says why: the
     // receiver died holding leases.
-    assert_eq!(reg.wait_idle(0).unwrap_err().status, VOXSHM_PEER_GONE);
+    assert_eq!(reg.wait_idle(0).unwrap_err().status, PeerGone);
     let s = reg.stats();
     assert_eq!((s.live_leases, s.allocations), (0, 0), "{s:?}");
     assert!(s.mapped_bytes <= opts.keep_warm, "{s:?}");
@@ -170,8 +167,8 @@ fn sender_killed_while_receiver_holds_views() {
         views.push(v);
     }
     // Then every receive reports the death.
-    assert_eq!(att.recv(0).unwrap_err().status, VOXSHM_PEER_GONE);
-    assert_eq!(att.recv(1000).unwrap_err().status, VOXSHM_PEER_GONE);
+    assert_eq!(att.recv(0).unwrap_err().status, PeerGone);
+    assert_eq!(att.recv(1000).unwrap_err().status, PeerGone);
     assert!(att.peer_is_gone());
     let st = att.stats();
     assert!(st.mappings > 0, "{st:?}");
@@ -183,7 +180,7 @@ fn sender_killed_while_receiver_holds_views() {
         att.release(v).unwrap();
     }
     for v in &views {
-        assert_eq!(att.release(v).unwrap_err().status, VOXSHM_INVALID_VIEW);
+        assert_eq!(att.release(v).unwrap_err().status, InvalidView);
     }
     let st = att.stats();
     assert_eq!(

@@ -193,9 +193,9 @@ fn tempfile_fallback_is_refused_without_accept_unsealed() {
     let base = fd_count();
     // The reference into the rejected region fails with the rejection, and
     // is released back to the sender.
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_NOT_SEALED);
+    assert_eq!(status(att.recv(LONG_MS)), NotSealed);
     assert_eq!(fd_count(), base, "the rejected fd is closed");
-    assert_eq!(status(att.recv(0)), VOXSHM_TIMEOUT);
+    assert_eq!(status(att.recv(0)), Timeout);
     settle(&reg, &att);
     assert_eq!(reg.stats().live_leases, 0);
     assert_eq!(att.stats().mappings, 0);
@@ -219,8 +219,8 @@ fn vox_compat_regions_lack_future_write() {
     // A vox receiver maps regions read-write: that must work.
     assert_eq!(map(fd, libc::PROT_READ | libc::PROT_WRITE), Ok(()));
     // References travel over the caller's transport, never the channel.
-    assert_eq!(status(reg.send(&al, 100, 0)), VOXSHM_UNSUPPORTED);
-    assert_eq!(status(reg.send(&al, 100, 1000)), VOXSHM_UNSUPPORTED);
+    assert_eq!(status(reg.send(&al, 100, 0)), Unsupported);
+    assert_eq!(status(reg.send(&al, 100, 1000)), Unsupported);
     reg.publish(&al, 100).unwrap();
 }
 
@@ -297,10 +297,10 @@ fn helper_out_of_fds() {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
 
     let e = reg.alloc(100, 0).unwrap_err();
-    assert_eq!(e.status, VOXSHM_RESOURCE_EXHAUSTED, "{e}");
+    assert_eq!(e.status, ResourceExhausted, "{e}");
     assert!(e.message.contains("memfd_create"), "{e}");
     let e = reg.alloc(100, 1000).unwrap_err();
-    assert_eq!(e.status, VOXSHM_RESOURCE_EXHAUSTED, "{e}");
+    assert_eq!(e.status, ResourceExhausted, "{e}");
     assert_eq!(reg.stats().regions, 0);
 
     // SAFETY: `old` is the valid rlimit read above.

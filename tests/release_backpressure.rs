@@ -48,7 +48,7 @@ fn one_pair() {
         }
         // Stay until the sender has had every release.
         match att.recv(10_000) {
-            Err(e) if e.status == Status::VOXSHM_PEER_GONE => Ok(()),
+            Err(e) if e.status == Status::PeerGone => Ok(()),
             Err(e) => Err(format!("after the last payload: {e}")),
             Ok(_) => Err("a payload too many".to_string()),
         }

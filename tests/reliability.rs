@@ -126,7 +126,7 @@ fn dying_sender_still_delivers_what_it_sent() {
         unsafe { verify(v.data, v.len, i) }.unwrap();
         att.release(&v).unwrap();
     }
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }
 
 /// Receives and releases 3 payloads, says so, then exits when told without
@@ -170,7 +170,7 @@ fn dying_receiver_releases_are_still_applied() {
     h.tell("exit");
     assert!(h.wait().success());
     let e = reg.wait_idle(LONG_MS).unwrap_err();
-    assert_eq!(e.status, VOXSHM_PEER_GONE);
+    assert_eq!(e.status, PeerGone);
     assert!(
         e.message.contains("holding 1 lease"),
         "only the unread payload was lost: {e}"
@@ -224,7 +224,7 @@ fn a_release_that_finds_the_sender_gone_loses_no_queued_reference() {
     // SAFETY: the view holds its bytes until released.
     unsafe { verify(v.data, v.len, 1) }.unwrap();
     att.release(&v).unwrap();
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }
 
 #[test]
@@ -236,10 +236,10 @@ fn recv_says_peer_gone_only_once_everything_was_taken() {
     attach(&peer, 1, 1, 4096);
     ext(&peer, Ext::Ref(r(1, 1, 0, 10)));
     drop(peer);
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_UNKNOWN_MAP);
+    assert_eq!(status(att.recv(LONG_MS)), UnknownMap);
     let v = att.recv(LONG_MS).unwrap();
     att.release(&v).unwrap();
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }
 
 // ---------------------------------------------------------------------------
@@ -303,8 +303,8 @@ fn retire_of_a_region_that_is_not_mapped_poisons() {
     let _s = serial();
     let (att, peer) = receiver(AttachmentsOptions::default());
     ext(&peer, retire(1, 1));
-    assert_eq!(status(att.poll()), VOXSHM_PROTOCOL);
-    assert_eq!(status(att.recv(0)), VOXSHM_PROTOCOL);
+    assert_eq!(status(att.poll()), Protocol);
+    assert_eq!(status(att.recv(0)), Protocol);
 
     // A second RETIRE of a region that is retiring already (held by a view).
     let (att, peer) = receiver(AttachmentsOptions::default());
@@ -314,7 +314,7 @@ fn retire_of_a_region_that_is_not_mapped_poisons() {
     ext(&peer, retire(1, 1));
     att.poll().unwrap();
     ext(&peer, retire(1, 1));
-    assert_eq!(status(att.poll()), VOXSHM_PROTOCOL);
+    assert_eq!(status(att.poll()), Protocol);
     // The view stays readable.
     // SAFETY: the view holds 10 readable bytes until released.
     assert_eq!(unsafe { v.data.read_volatile() }, 0);
@@ -325,7 +325,7 @@ fn retire_of_a_rejected_region_is_acknowledged() {
     let _s = serial();
     let (att, peer) = receiver(AttachmentsOptions::default());
     send_closing(&peer, &attach_body(1, 1, 4096), vec![memfd(4096, 0)]);
-    assert_eq!(status(att.poll()), VOXSHM_NOT_SEALED);
+    assert_eq!(status(att.poll()), NotSealed);
     ext(&peer, retire(1, 1));
     att.poll().unwrap();
     let (ack, _) = recv_raw(peer.as_raw_fd(), 5000).expect("RETIRE_ACK");
@@ -339,7 +339,7 @@ fn retire_of_a_rejected_region_is_acknowledged() {
     ));
     // Acknowledged once: again is a protocol error.
     ext(&peer, retire(1, 1));
-    assert_eq!(status(att.poll()), VOXSHM_PROTOCOL);
+    assert_eq!(status(att.poll()), Protocol);
 }
 
 #[test]
@@ -378,7 +378,7 @@ fn a_non_blocking_call_reads_a_bounded_number_of_messages() {
     while att.stats().messages_received < sent {
         att.poll().unwrap();
     }
-    assert_eq!(status(att.recv(0)), VOXSHM_TIMEOUT);
+    assert_eq!(status(att.recv(0)), Timeout);
 }
 
 // ---------------------------------------------------------------------------
@@ -457,10 +457,10 @@ fn an_older_generation_is_never_attached_again() {
     // An older generation, then the retired one again: refused.
     for generation in [3, 5] {
         attach(&peer, 1, generation, 4096);
-        assert_eq!(status(att.poll()), VOXSHM_STALE_GENERATION);
+        assert_eq!(status(att.poll()), StaleGeneration);
         assert_eq!(
             status(att.resolve(&r(1, generation, 0, 1), 0)),
-            VOXSHM_STALE_GENERATION
+            StaleGeneration
         );
     }
     assert_eq!(fd_count(), base);
@@ -470,10 +470,7 @@ fn an_older_generation_is_never_attached_again() {
     att.poll().unwrap();
     let v = att.resolve(&r(1, 6, 0, 1), 0).unwrap();
     att.release(&v).unwrap();
-    assert_eq!(
-        status(att.resolve(&r(1, 5, 0, 1), 0)),
-        VOXSHM_STALE_GENERATION
-    );
+    assert_eq!(status(att.resolve(&r(1, 5, 0, 1), 0)), StaleGeneration);
 }
 
 #[test]
@@ -485,11 +482,8 @@ fn a_wrapped_generation_is_refused() {
     ext(&peer, retire(2, u32::MAX));
     att.poll().unwrap();
     attach(&peer, 2, 1, 4096);
-    assert_eq!(status(att.poll()), VOXSHM_STALE_GENERATION);
-    assert_eq!(
-        status(att.resolve(&r(2, 1, 0, 1), 0)),
-        VOXSHM_STALE_GENERATION
-    );
+    assert_eq!(status(att.poll()), StaleGeneration);
+    assert_eq!(status(att.resolve(&r(2, 1, 0, 1), 0)), StaleGeneration);
 }
 
 // ---------------------------------------------------------------------------
@@ -543,12 +537,12 @@ fn no_free_fd_here_is_resource_exhausted_not_protocol() {
     let e = att.poll().unwrap_err();
     drop((filler, fd));
     set_rlimit_nofile(saved);
-    assert_eq!(e.status, VOXSHM_RESOURCE_EXHAUSTED, "{e}");
+    assert_eq!(e.status, ResourceExhausted, "{e}");
     assert!(e.message.contains("1/1"), "{e}");
     // The channel survives: that region's references fail with the same
     // status, and the next region maps.
     ext(&peer, Ext::Ref(r(1, 1, 0, 10)));
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_RESOURCE_EXHAUSTED);
+    assert_eq!(status(att.recv(LONG_MS)), ResourceExhausted);
     attach(&peer, 2, 1, 4096);
     ext(&peer, Ext::Ref(r(2, 1, 0, 10)));
     let v = att.recv(LONG_MS).unwrap();
@@ -564,9 +558,9 @@ fn zero_length_reference_is_rejected() {
     let (att, peer) = receiver(AttachmentsOptions::default());
     attach(&peer, 1, 1, 4096);
     att.poll().unwrap();
-    assert_eq!(status(att.resolve(&r(1, 1, 0, 0), 0)), VOXSHM_ZERO_LENGTH);
+    assert_eq!(status(att.resolve(&r(1, 1, 0, 0), 0)), ZeroLength);
     ext(&peer, Ext::Ref(r(1, 1, 64, 0)));
-    assert_eq!(status(att.recv(LONG_MS)), VOXSHM_ZERO_LENGTH);
+    assert_eq!(status(att.recv(LONG_MS)), ZeroLength);
     assert_eq!(att.stats().live_views, 0);
 }
 
@@ -634,7 +628,7 @@ fn resolve_reports_its_own_reference_not_another_regions_rejection() {
     // and the message names the region.
     let t = std::time::Instant::now();
     let e = att.resolve(&refs[1], LONG_MS).unwrap_err();
-    assert_eq!(e.status, VOXSHM_TOO_MANY_MAPPINGS, "{e}");
+    assert_eq!(e.status, TooManyMappings, "{e}");
     assert!(t.elapsed().as_secs() < 10, "resolve waited for its ATTACH");
     let name = format!("{}/{}", refs[1].map_id, refs[1].map_generation);
     assert!(e.message.contains(&name), "{e}");
@@ -673,7 +667,7 @@ fn published_by_a_dying_sender(resolve_first: bool) -> (Attachments, Ref) {
     let att = Attachments::new(mine, AttachmentsOptions::default()).unwrap();
     if resolve_first {
         // A handle used for references from the caller's own transport.
-        assert_eq!(status(att.resolve(&r(999, 1, 0, 1), 0)), VOXSHM_UNKNOWN_MAP);
+        assert_eq!(status(att.resolve(&r(999, 1, 0, 1), 0)), UnknownMap);
     }
     let f: Vec<u64> = h
         .expect("REF")
@@ -701,5 +695,5 @@ fn out_of_band_reference_resolves_after_the_sender_died() {
     // death; the reference then fails with PEER_GONE, not UNKNOWN_MAP.
     let (att, reference) = published_by_a_dying_sender(false);
     assert_eq!(att.stats().mappings, 0);
-    assert_eq!(status(att.resolve(&reference, 0)), VOXSHM_PEER_GONE);
+    assert_eq!(status(att.resolve(&reference, 0)), PeerGone);
 }

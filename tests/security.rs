@@ -95,7 +95,7 @@ fn a_listener_drops_other_users_by_default() {
     let child = std::thread::spawn(move || as_nobody(|| connect_and_watch(&a)));
     // The stranger's connection is never handed out...
     let e = l.accept(Deadline::after_ms(1500)).unwrap_err();
-    assert_eq!(e.status, VOXSHM_TIMEOUT, "{e}");
+    assert_eq!(e.status, Timeout, "{e}");
     // ...and it was closed on the stranger without a byte.
     assert_eq!(child.join().unwrap().code(), Some(0));
 
@@ -135,7 +135,7 @@ fn a_listener_drops_other_users_by_default() {
     let _mine = Channel::connect_allowing(&addr, Allow::Anyone).unwrap();
     assert_eq!(
         l.accept(Deadline::after_ms(300)).unwrap_err().status,
-        VOXSHM_TIMEOUT
+        Timeout
     );
 }
 
@@ -176,7 +176,7 @@ fn a_connecting_side_can_require_the_listeners_user() {
     unsafe { libc::poll(&mut p, 1, 10_000) };
     // The default policy refuses the squatter...
     let e = Channel::connect(&addr).unwrap_err();
-    assert_eq!(e.status, VOXSHM_PEER_NOT_ALLOWED, "{e}");
+    assert_eq!(e.status, PeerNotAllowed, "{e}");
     assert!(e.message.contains(&NOBODY.to_string()), "{e}");
     // ...an explicit one can name it.
     let c = Channel::connect_allowing(
@@ -259,7 +259,7 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
     h.expect("LISTENING");
     // Live: refused, and the live listener still works afterwards.
     let e = Listener::bind(&p).unwrap_err();
-    assert_eq!(e.status, VOXSHM_ADDRESS_IN_USE, "{e}");
+    assert_eq!(e.status, AddressInUse, "{e}");
     // Killed: its socket file stays behind, and a new listener replaces it.
     h.kill9();
     assert!(path.exists(), "a killed listener leaves its socket file");
@@ -275,19 +275,13 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
     // A path that is not a socket is never removed.
     drop((l, a, c));
     std::fs::write(&path, b"data").unwrap();
-    assert_eq!(
-        Listener::bind(&p).unwrap_err().status,
-        VOXSHM_ADDRESS_IN_USE
-    );
+    assert_eq!(Listener::bind(&p).unwrap_err().status, AddressInUse);
     assert_eq!(std::fs::read(&path).unwrap(), b"data");
     std::fs::remove_file(&path).unwrap();
     // An abstract name in use is refused too.
     let name = format!("@{}", unique("abs"));
     let first = Listener::bind(&name).unwrap();
-    assert_eq!(
-        Listener::bind(&name).unwrap_err().status,
-        VOXSHM_ADDRESS_IN_USE
-    );
+    assert_eq!(Listener::bind(&name).unwrap_err().status, AddressInUse);
     drop(first);
     Listener::bind(&name).unwrap();
 }
@@ -324,13 +318,13 @@ fn connecting_to_a_listener_that_never_accepts_times_out() {
         }
         assert!(kept.len() < 1000, "the backlog never filled");
     };
-    assert_eq!(e.status, VOXSHM_TIMEOUT, "{e}");
+    assert_eq!(e.status, Timeout, "{e}");
     assert!(t.elapsed() < Duration::from_secs(30));
     // With 0 it does not wait at all.
     assert_eq!(
         Channel::connect_with(&name, Allow::SameUser, 0)
             .unwrap_err()
             .status,
-        VOXSHM_TIMEOUT
+        Timeout
     );
 }

@@ -45,7 +45,7 @@ fn four_senders_and_four_receivers_share_the_handles() {
                 while received.load(Ordering::SeqCst) < TOTAL {
                     let v = match att.recv(50) {
                         Ok(v) => v,
-                        Err(e) if e.status == VOXSHM_TIMEOUT => continue,
+                        Err(e) if e.status == Timeout => continue,
                         Err(e) => panic!("recv: {e}"),
                     };
                     // SAFETY: the view holds `len` readable bytes until

@@ -199,7 +199,7 @@ impl Peer {
     /// A survivor's session ends when its peer dies; anything else is a
     /// failure.
     fn expect_peer_gone(&self, e: &Error) {
-        if e.status != Status::VOXSHM_PEER_GONE {
+        if e.status != Status::PeerGone {
             self.die(EXIT_FAILED, format!("session ended with {e}"));
         }
     }
@@ -248,7 +248,7 @@ impl Peer {
             if ready[0] {
                 match listener.accept(Deadline::now()) {
                     Ok(c) => return Some(c),
-                    Err(e) if e.status == Status::VOXSHM_TIMEOUT => {}
+                    Err(e) if e.status == Status::Timeout => {}
                     Err(e) => self.die(EXIT_FAILED, format!("accept: {e}")),
                 }
             }
@@ -417,7 +417,7 @@ impl Peer {
             match Channel::connect(&self.addr) {
                 Ok(c) => return Some(c),
                 // ECONNREFUSED: nobody listens on the name yet.
-                Err(e) if e.status == Status::VOXSHM_PEER_GONE => {}
+                Err(e) if e.status == Status::PeerGone => {}
                 Err(e) => self.die(EXIT_FAILED, format!("connect to {}: {e}", self.addr)),
             }
             if deadline.expired() {

@@ -10,8 +10,9 @@ use super::common::{
     out, put, read_options, take_fd, write_stats,
 };
 use super::refs::voxshm_ref;
+use super::status::voxshm_status;
 use crate::attachments::{Attachments, AttachmentsOptions, AttachmentsStats, View};
-use crate::error::{Error, voxshm_status};
+use crate::error::Error;
 use crate::region::Limits;
 use crate::wire::Ref;
 
@@ -286,7 +287,7 @@ fn room_for_hello(fd: c_int) -> Result<(), Error> {
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     if n == 0 {
         return Err(Error::new(
-            crate::error::Status::VOXSHM_TIMEOUT,
+            crate::error::Status::Timeout,
             "channel full: could not say HELLO",
         ));
     }

@@ -9,8 +9,9 @@ use super::common::{
     Versioned, arg, free_handle, guard, handle_fd, invalid, new_handle, options_init, out,
     path_arg, put, read_options,
 };
+use super::status::voxshm_status;
 use crate::channel::{Allow, Channel, Kind, Listener, ListenerOptions};
-use crate::error::{Error, Status, voxshm_status};
+use crate::error::{Error, Status};
 
 /// Peer policy (`allow` field of `voxshm_listener_options` and
 /// `voxshm_connect_options`): only peers whose effective uid is this
@@ -274,7 +275,7 @@ pub extern "C" fn voxshm_peer_credentials_get(
         out(out_credentials, "out_credentials")?;
         let c = crate::channel::peer_credentials(fd).map_err(|e| {
             Error::new(
-                Status::VOXSHM_INVALID_ARGUMENT,
+                Status::InvalidArgument,
                 format!("fd {fd} is not a connected socket: {}", e.message),
             )
         })?;

@@ -10,8 +10,9 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::log::{self, voxshm_log_fn};
+use super::status::voxshm_status;
 use crate::channel::Channel;
-use crate::error::{Error, Result, Status, voxshm_status};
+use crate::error::{Error, Result, Status};
 
 /// Version of the C ABI described by this header. `voxshm_abi_version()`
 /// returns the library's; a `dlopen` user compares the two and refuses a
@@ -33,10 +34,10 @@ pub(super) fn set_last_error(e: &Error) {
 pub(super) fn guard(f: impl FnOnce() -> Result<()>) -> voxshm_status {
     log::init();
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => Status::VOXSHM_OK,
+        Ok(Ok(())) => voxshm_status::VOXSHM_OK,
         Ok(Err(e)) => {
             set_last_error(&e);
-            e.status
+            e.status.into()
         }
         Err(p) => {
             let what = p
@@ -45,16 +46,16 @@ pub(super) fn guard(f: impl FnOnce() -> Result<()>) -> voxshm_status {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             set_last_error(&Error::new(
-                Status::VOXSHM_INTERNAL,
+                Status::Internal,
                 format!("internal error (panic): {what}"),
             ));
-            Status::VOXSHM_INTERNAL
+            voxshm_status::VOXSHM_INTERNAL
         }
     }
 }
 
 pub(super) fn invalid(what: &str) -> Error {
-    Error::new(Status::VOXSHM_INVALID_ARGUMENT, what.to_string())
+    Error::new(Status::InvalidArgument, what.to_string())
 }
 
 /// Borrows `p` or fails with INVALID_ARGUMENT naming it.
@@ -227,7 +228,7 @@ pub extern "C" fn voxshm_abi_version() -> u32 {
 /// for a number that is not a status. Static storage; never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_status_name(status: c_int) -> *const c_char {
-    match Status::from_i32(status) {
+    match voxshm_status::from_i32(status) {
         Some(s) => s.name_cstr().as_ptr(),
         None => c"VOXSHM_UNKNOWN_STATUS".as_ptr(),
     }

@@ -15,6 +15,7 @@ mod common;
 mod log;
 mod refs;
 mod registry;
+mod status;
 
 pub use self::attachments::*;
 pub use self::channel::*;
@@ -22,3 +23,4 @@ pub use self::common::*;
 pub use self::log::{voxshm_log_fn, voxshm_log_level};
 pub use self::refs::*;
 pub use self::registry::*;
+pub use self::status::voxshm_status;

@@ -2,7 +2,7 @@
 //! 32-byte frame that carries one over a transport of the caller's own.
 
 use super::common::{arg, guard, invalid, out, put};
-use crate::error::voxshm_status;
+use super::status::voxshm_status;
 use crate::wire::{self, Ref};
 
 /// Length of an encoded MMAP_REF frame.

@@ -9,7 +9,8 @@ use super::common::{
     read_options, take_fd, write_stats,
 };
 use super::refs::voxshm_ref;
-use crate::error::{Error, voxshm_status};
+use super::status::voxshm_status;
+use crate::error::Error;
 use crate::registry::{Allocation, Registry, RegistryOptions, RegistryStats};
 use std::ffi::c_int;
 

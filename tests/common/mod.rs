@@ -498,7 +498,7 @@ pub fn settle(reg: &voxshm::Registry, att: &voxshm::Attachments) {
         att.poll().expect("attachments poll");
         match reg.wait_idle(20) {
             Ok(()) => return,
-            Err(e) if e.status == voxshm::Status::VOXSHM_TIMEOUT => {}
+            Err(e) if e.status == voxshm::Status::Timeout => {}
             Err(e) => panic!("wait_idle: {e}"),
         }
     }
