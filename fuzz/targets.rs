@@ -2339,3 +2339,166 @@ pub mod seeds {
         ])
     }
 }
+
+// ---------------------------------------------------------------------------
+// The ring segment as memory a hostile peer writes.
+
+/// Operations of `ring_segment`, one byte each (then their arguments).
+pub mod ring_op {
+    /// The sender pushes a reference (u64 index into a small table).
+    pub const PUSH_REF: u8 = 0;
+    /// The receiver pops a reference.
+    pub const POP_REF: u8 = 1;
+    /// The receiver pushes a release.
+    pub const PUSH_RELEASE: u8 = 2;
+    /// The sender pops a release.
+    pub const POP_RELEASE: u8 = 3;
+    /// Either side announces sleep / waiting, or takes a wake request.
+    pub const SLEEP_WAKE: u8 = 4;
+    /// The hostile peer writes 8 bytes anywhere in the segment.
+    pub const POKE: u8 = 5;
+    /// A fresh receiver attaches the segment as it now is.
+    pub const REATTACH: u8 = 6;
+    pub const COUNT: u8 = 7;
+}
+
+/// Structured fuzz of `voxshm::ring::Segment`: a sender and a receiver
+/// over one segment, driven by the input, while a third party (the
+/// hostile peer, through its own mapping of the memfd) writes anything
+/// anywhere in the segment. Invariants: no panic and no out-of-bounds
+/// access (the fuzzer runs under AddressSanitizer); a broken ring is an
+/// error, not a crash; until the hostile peer first writes, every entry
+/// comes out exactly as it went in, in order, and nothing is lost or
+/// made up; after that, an entry that comes out has zero reserved bytes.
+pub fn ring_segment(data: &[u8]) -> Outcomes {
+    use voxshm::ring::{Capacities, Segment};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = Outcomes::new();
+    let mut inp = Input::new(data);
+    let caps = Capacities {
+        refs: 16 << (inp.u8() % 3),
+        releases: 16 << (inp.u8() % 3),
+    };
+    let (mut tx, fd) = Segment::create(caps).expect("create a segment");
+    let len = caps.segment_len() as usize;
+    let dup = fd.try_clone().expect("dup the segment fd");
+    let mut rx = Segment::attach(fd).expect("attach a fresh segment");
+    // The hostile peer's own view of the memory.
+    // SAFETY: a fresh MAP_SHARED read-write mapping of the memfd, `len`
+    // bytes long (the memfd is sealed at that size), owned here.
+    let peer = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            dup.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(peer, libc::MAP_FAILED);
+    let refs = |k: u64| Ref {
+        map_id: (k % 5) as u32 + 1,
+        map_generation: (k % 3) as u32 + 1,
+        map_offset: k * 64,
+        payload_len: (k % 7) as u32 + 1,
+    };
+    // Entries in flight per ring while the peer kept out (a model).
+    let mut sent_refs = std::collections::VecDeque::new();
+    let mut sent_rels = std::collections::VecDeque::new();
+    let mut poked = false;
+    let mut n = 0u64;
+    while !inp.is_empty() {
+        let op = inp.u8() % ring_op::COUNT;
+        trace!("ring op {op}");
+        let which = |r: &std::result::Result<bool, voxshm::ring::RingError>| match r {
+            Ok(true) => "ok",
+            Ok(false) => "full",
+            Err(_) => "broken",
+        };
+        match op {
+            ring_op::PUSH_REF | ring_op::PUSH_RELEASE => {
+                n += 1;
+                let e = refs(n);
+                let (side, model, name) = if op == ring_op::PUSH_REF {
+                    (&mut tx, &mut sent_refs, "push-ref")
+                } else {
+                    (&mut rx, &mut sent_rels, "push-release")
+                };
+                let r = side.push(&e);
+                out.insert((name, which(&r)));
+                if r == Ok(true) {
+                    model.push_back(e);
+                }
+                if r.is_err() && !poked {
+                    panic!("{name} broke a ring nobody poked: {r:?}");
+                }
+            }
+            ring_op::POP_REF | ring_op::POP_RELEASE => {
+                let (side, model, name) = if op == ring_op::POP_REF {
+                    (&mut rx, &mut sent_refs, "pop-ref")
+                } else {
+                    (&mut tx, &mut sent_rels, "pop-release")
+                };
+                let r = side.pop();
+                out.insert((
+                    name,
+                    match &r {
+                        Ok(Some(_)) => "ok",
+                        Ok(None) => "empty",
+                        Err(_) => "broken",
+                    },
+                ));
+                if !poked {
+                    match r {
+                        Ok(got) => assert_eq!(got, model.pop_front(), "{name}: ring order"),
+                        Err(e) => panic!("{name} broke a ring nobody poked: {e:?}"),
+                    }
+                }
+            }
+            ring_op::SLEEP_WAKE => {
+                let k = inp.u8() % 6;
+                let r = match k {
+                    0 => rx.prepare_sleep().map(|_| ()),
+                    1 => tx.prepare_sleep().map(|_| ()),
+                    2 => tx.prepare_wait_for_room().map(|_| ()),
+                    3 => rx.prepare_wait_for_room().map(|_| ()),
+                    4 => {
+                        let _ = (
+                            tx.peer_needs_wake_for_entries(),
+                            rx.peer_needs_wake_for_room(),
+                        );
+                        Ok(())
+                    }
+                    _ => {
+                        let _ = (
+                            rx.peer_needs_wake_for_entries(),
+                            tx.peer_needs_wake_for_room(),
+                        );
+                        Ok(())
+                    }
+                };
+                out.insert(("sleep-wake", if r.is_ok() { "ok" } else { "broken" }));
+                assert!(r.is_ok() || poked, "sleep/wake broke a ring nobody poked");
+            }
+            ring_op::POKE => {
+                let at = (inp.u32() as usize % (len / 8)) * 8;
+                let v = inp.u64();
+                // SAFETY: `at + 8 <= len`, inside the peer's mapping,
+                // 8-aligned; a volatile write as another process would make.
+                unsafe { std::ptr::write_volatile(peer.cast::<u8>().add(at).cast::<u64>(), v) };
+                poked = true;
+                out.insert(("poke", if at < 4096 { "control" } else { "entries" }));
+            }
+            _ => {
+                let fd = dup.try_clone().expect("dup the segment fd");
+                let r = Segment::attach(fd);
+                out.insert(("reattach", if r.is_ok() { "ok" } else { "refused" }));
+                assert!(r.is_ok() || poked, "a segment nobody poked was refused");
+            }
+        }
+    }
+    // SAFETY: unmaps exactly the mapping made above.
+    unsafe { libc::munmap(peer, len) };
+    out
+}

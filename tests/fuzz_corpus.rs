@@ -124,6 +124,30 @@ fn receiver_sequence_corpus() {
 }
 
 #[test]
+fn ring_segment_corpus() {
+    let got = replay("ring_segment", targets::ring_segment);
+    assert_covers(
+        "ring_segment",
+        &got,
+        &[
+            ("push-ref", "ok"),
+            ("push-ref", "full"),
+            ("pop-ref", "ok"),
+            ("pop-ref", "empty"),
+            ("pop-ref", "broken"),
+            ("push-release", "ok"),
+            ("pop-release", "ok"),
+            ("push-ref", "broken"),
+            ("sleep-wake", "ok"),
+            ("poke", "control"),
+            ("poke", "entries"),
+            ("reattach", "ok"),
+            ("reattach", "refused"),
+        ],
+    );
+}
+
+#[test]
 fn sender_sequence_corpus() {
     let got = replay("sender_sequence", targets::sender_sequence);
     assert_covers(
