@@ -455,8 +455,9 @@ static void options_misuse(void) {
   voxshm_registry_free(reg);
 }
 
-/* fd must be rejected by both constructors and stay open, the same file. */
-static void reject_fd(int fd, const char *what) {
+/* fd must be rejected by both constructors and stay open, the same file;
+   the message names the caller's fd and says what it is (`says`). */
+static void reject_fd(int fd, const char *what, const char *says) {
   struct stat before, after;
   int open_before = fd >= 0 && fd_is_open(fd);
   if (open_before) CHECK_SYS(fstat(fd, &before) == 0);
@@ -468,6 +469,12 @@ static void reject_fd(int fd, const char *what) {
   voxshm_status s2 = voxshm_attachments_new(fd, NULL, &att);
   if (s2 != INVALID) FAIL("voxshm_attachments_new(%s) returned %s", what, voxshm_status_name(s2));
   CHECK_STATUS(s2, INVALID);
+  char named[32];
+  snprintf(named, sizeof named, "fd %d ", fd);
+  if (!strstr(voxshm_last_error(), named) || !strstr(voxshm_last_error(), says)) {
+    FAIL("rejecting %s: the message \"%s\" should name \"%s\" and say \"%s\"", what,
+         voxshm_last_error(), named, says);
+  }
   CHECK(reg == (voxshm_registry *)0x1 && att == (voxshm_attachments *)0x1);
   if (open_before) {
     if (!fd_is_open(fd)) FAIL("the rejected %s (fd %d) was closed", what, fd);
@@ -478,37 +485,37 @@ static void reject_fd(int fd, const char *what) {
 
 static void bad_fds(void) {
   int fds_start = count_fds();
-  reject_fd(-1, "fd -1");
-  reject_fd(INT_MIN, "fd INT_MIN");
-  reject_fd(INT_MAX, "fd INT_MAX");
+  reject_fd(-1, "fd -1", "not a valid");
+  reject_fd(INT_MIN, "fd INT_MIN", "not a valid");
+  reject_fd(INT_MAX, "fd INT_MAX", "not open");
   int closed = dup(1);
   CHECK_SYS(closed >= 0);
   CHECK_SYS(close(closed) == 0);
-  reject_fd(closed, "a closed fd");
+  reject_fd(closed, "a closed fd", "not open");
 
   int p[2];
   CHECK_SYS(pipe(p) == 0);
-  reject_fd(p[0], "a pipe's read end");
-  reject_fd(p[1], "a pipe's write end");
+  reject_fd(p[0], "a pipe's read end", "is a pipe, not a socket");
+  reject_fd(p[1], "a pipe's write end", "is a pipe, not a socket");
   close(p[0]);
   close(p[1]);
 
   int file = make_memfd(4096, 0, 0);
-  reject_fd(file, "a memfd");
+  reject_fd(file, "a memfd", "is a regular file, not a socket");
   close(file);
   int dev = open("/dev/null", O_RDWR | O_CLOEXEC);
   CHECK_SYS(dev >= 0);
-  reject_fd(dev, "/dev/null");
+  reject_fd(dev, "/dev/null", "is a character device, not a socket");
   close(dev);
 
   int s[2];
   CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) == 0);
-  reject_fd(s[0], "an AF_UNIX SOCK_STREAM socket");
+  reject_fd(s[0], "an AF_UNIX SOCK_STREAM socket", "of SOCK_STREAM; voxshm needs SOCK_SEQPACKET");
   close(s[0]);
   close(s[1]);
   int inet = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (inet >= 0) {
-    reject_fd(inet, "an AF_INET SOCK_DGRAM socket");
+    reject_fd(inet, "an AF_INET SOCK_DGRAM socket", "not AF_UNIX");
     close(inet);
   }
   CHECK(count_fds() == fds_start);

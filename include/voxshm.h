@@ -570,9 +570,9 @@ typedef struct voxshm_registry_options {
    */
   uint64_t region_size;
   /**
-   * Most bytes of regions held at once (default 1 GiB). When it is
-   * exhausted, alloc waits for releases, then fails with
-   * `VOXSHM_NO_SPACE`.
+   * Most bytes of regions held at once (default 1 GiB; rounded up to
+   * whole pages). When it is exhausted, alloc waits for releases, then
+   * fails with `VOXSHM_NO_SPACE`.
    */
   uint64_t budget;
   /**

@@ -121,6 +121,74 @@ fn try_send_on(sock: RawFd, bytes: &[u8], fd: Option<RawFd>) -> Result<bool> {
     }
 }
 
+/// What kind of file `fd` is, in words, for messages.
+fn file_kind(fd: RawFd) -> &'static str {
+    match sys::fstat(fd).map(|st| st.st_mode & libc::S_IFMT) {
+        Ok(libc::S_IFREG) => "a regular file",
+        Ok(libc::S_IFCHR) => "a character device",
+        Ok(libc::S_IFBLK) => "a block device",
+        Ok(libc::S_IFDIR) => "a directory",
+        Ok(libc::S_IFIFO) => "a pipe",
+        Ok(libc::S_IFSOCK) => "a socket",
+        Ok(_) => "a file of another kind",
+        Err(_) => "not an open file descriptor",
+    }
+}
+
+fn socket_type_name(ty: libc::c_int) -> String {
+    match ty {
+        libc::SOCK_STREAM => "SOCK_STREAM".into(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".into(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".into(),
+        libc::SOCK_RAW => "SOCK_RAW".into(),
+        other => format!("type {other}"),
+    }
+}
+
+/// Checks that `fd` (not taken) is a socket voxshm can use: `AF_UNIX`,
+/// `SOCK_SEQPACKET` or `SOCK_DGRAM`. The messages name the caller's fd.
+pub fn socket_kind(fd: RawFd) -> Result<Kind> {
+    let int_opt = |opt: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the out-pointer is a valid c_int and `len` matches it.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
+    };
+    let use_these = "use one end of voxshm_channel_pair, or an fd from voxshm_connect or voxshm_listener_accept";
+    let Some(domain) = int_opt(libc::SO_DOMAIN) else {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("fd {fd} is {}, not a socket; {use_these}", file_kind(fd)),
+        ));
+    };
+    if domain != libc::AF_UNIX {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("fd {fd} is a socket of address family {domain}, not AF_UNIX; {use_these}"),
+        ));
+    }
+    match int_opt(libc::SO_TYPE) {
+        Some(libc::SOCK_SEQPACKET) => Ok(Kind::SeqPacket),
+        Some(libc::SOCK_DGRAM) => Ok(Kind::Dgram),
+        ty => Err(Error::new(
+            Status::InvalidArgument,
+            format!(
+                "fd {fd} is an AF_UNIX socket of {}; voxshm needs SOCK_SEQPACKET (or SOCK_DGRAM, as a vox peer makes)",
+                ty.map_or("unknown type".into(), socket_type_name)
+            ),
+        )),
+    }
+}
+
 /// How long `Channel::connect` waits for a listener whose queue of pending
 /// connections is full.
 pub const CONNECT_TIMEOUT_MS: i64 = 10_000;
@@ -212,45 +280,7 @@ impl Channel {
     /// `SOCK_SEQPACKET` or `SOCK_DGRAM`. Anything else is rejected (and the
     /// fd is closed, since the channel owns it).
     pub fn from_fd(fd: OwnedFd) -> Result<Channel> {
-        let mut domain: libc::c_int = 0;
-        let mut ty: libc::c_int = 0;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the out-pointers are valid c_ints and `len` matches them.
-        let ok = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DOMAIN,
-                (&mut domain as *mut libc::c_int).cast(),
-                &mut len,
-            ) == 0
-                && libc::getsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TYPE,
-                    (&mut ty as *mut libc::c_int).cast(),
-                    &mut len,
-                ) == 0
-        };
-        if !ok || domain != libc::AF_UNIX {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("fd {} is not an AF_UNIX socket", fd.as_raw_fd()),
-            ));
-        }
-        let kind = match ty {
-            libc::SOCK_SEQPACKET => Kind::SeqPacket,
-            libc::SOCK_DGRAM => Kind::Dgram,
-            _ => {
-                return Err(Error::new(
-                    Status::InvalidArgument,
-                    format!(
-                        "fd {} is an AF_UNIX socket of type {ty}; SOCK_SEQPACKET or SOCK_DGRAM is required",
-                        fd.as_raw_fd()
-                    ),
-                ));
-            }
-        };
+        let kind = socket_kind(fd.as_raw_fd())?;
         Ok(Channel { fd, kind })
     }
 

@@ -343,7 +343,7 @@ impl Mappings {
             .ok_or_else(|| {
                 Error::new(
                     Status::InvalidView,
-                    format!("view of {r:?} is not held: never resolved, or released already"),
+                    format!("the view of {r} is not held: it was never resolved, or was released already"),
                 )
             })?;
         // The view must point where its reference says (a caller may have

@@ -54,9 +54,9 @@ impl Default for RegistryOptions {
 }
 
 impl RegistryOptions {
-    /// Checks the options and settles what they leave open: a region never
-    /// exceeds the budget (a larger payload still gets one of its own), and
-    /// is whole pages.
+    /// Checks the options and settles what they leave open: the budget and
+    /// regions are whole pages (rounded up), and a region never exceeds
+    /// the budget (a larger payload still gets one of its own).
     pub fn checked(self) -> Result<RegistryOptions> {
         if self.region_size == 0 || self.budget == 0 {
             return Err(Error::new(
@@ -64,9 +64,13 @@ impl RegistryOptions {
                 "region_size and budget must be > 0",
             ));
         }
+        // Regions are whole pages: a budget is too (640 would otherwise fit
+        // no region at all).
+        let page = sys::page_size();
+        let budget = sys::round_up(self.budget, page).unwrap_or(u64::MAX / page * page);
         Ok(RegistryOptions {
-            region_size: sys::round_up(self.region_size.min(self.budget), sys::page_size())
-                .unwrap_or(u64::MAX),
+            region_size: sys::round_up(self.region_size.min(budget), page).unwrap_or(budget),
+            budget,
             ..self
         })
     }
@@ -509,6 +513,8 @@ impl Registry {
             timeout_ms
         });
         let mut g = self.hub.lock();
+        // Argument errors come before any waiting.
+        g.s.side.check_publish(a, len)?;
         loop {
             // Once the receiver has said HELLO there is nothing to read
             // first: alloc applied the releases, and a receiver that has

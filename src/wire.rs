@@ -169,6 +169,17 @@ impl Ref {
     }
 }
 
+/// How messages name a reference: "region 7/2, 4096 bytes at offset 64".
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "region {}/{}, {} bytes at offset {}",
+            self.map_id, self.map_generation, self.payload_len, self.map_offset
+        )
+    }
+}
+
 fn header(out: &mut Vec<u8>, kind: u8, count: u16) {
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.push(kind);

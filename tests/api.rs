@@ -321,3 +321,50 @@ fn waits_that_end_without_anything_time_out() {
     assert_eq!(status(att.resolve(&nothing, LONG_MS)), PeerGone);
     assert_eq!(status(att.recv(LONG_MS)), PeerGone);
 }
+
+#[test]
+fn a_budget_that_is_not_whole_pages_is_rounded_up() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            budget: 640,
+            region_size: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(reg.options().budget, 4096);
+    let _att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    reg.abort(&al).unwrap();
+    assert_eq!(status(reg.alloc(5000, 0)), TooLarge);
+}
+
+#[test]
+fn argument_errors_come_before_waiting_and_messages_speak_c() {
+    let _s = serial();
+    let (a, _b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    // No receiver has said HELLO: still, too many bytes is said at once.
+    let t = std::time::Instant::now();
+    assert_eq!(status(reg.send(&al, 1000, 5000)), TooLarge);
+    assert_eq!(status(reg.send(&al, 0, 5000)), ZeroLength);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // A double release names the reference in words, not Rust's Debug.
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let al = reg.alloc(100, LONG_MS).unwrap();
+    reg.send(&al, 100, LONG_MS).unwrap();
+    let v = att.recv(LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    let e = att.release(&v).unwrap_err();
+    assert_eq!(e.status, InvalidView);
+    assert!(
+        e.message.contains("region 1/1, 100 bytes at offset 0") && !e.message.contains("Ref {"),
+        "{e}"
+    );
+}

@@ -140,11 +140,12 @@ pub extern "C" fn voxshm_attachments_new(
     guard(|| {
         out(out_attachments, "out_attachments")?;
         let opts = AttachmentsOptions::try_from(read_options(options)?)?;
-        // Everything that can fail happens before the fd is taken.
+        // Everything that can fail happens before the fd is taken, and the
+        // fd is looked at before anything else is opened.
+        check_fd(fd)?;
         let say_hello = !opts.vox_compat;
         let ready = Attachments::prepare(opts)?;
         if say_hello {
-            check_fd(fd)?;
             room_for_hello(fd)?;
         }
         let inner = ready.start(take_fd(fd)?);

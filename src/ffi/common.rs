@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::mem::size_of;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::log::{self, voxshm_log_fn};
@@ -128,12 +128,7 @@ pub(super) fn check_fd(fd: c_int) -> Result<()> {
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(invalid(&format!("fd {fd} is not open")));
     }
-    // SAFETY: fd is open (checked above) and only borrowed for the check.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let dup = borrowed
-        .try_clone_to_owned()
-        .map_err(|e| Error::os("dup", e))?;
-    Channel::from_fd(dup).map(|_| ())
+    crate::channel::socket_kind(fd).map(|_| ())
 }
 
 /// Takes ownership of the caller's socket `fd`. Call it last, once nothing

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use super::common::{
-    Versioned, arg, free_handle, guard, handle_fd, invalid, new_handle, options_init, out, put,
-    read_options, take_fd, write_stats,
+    Versioned, arg, check_fd, free_handle, guard, handle_fd, invalid, new_handle, options_init,
+    out, put, read_options, take_fd, write_stats,
 };
 use super::refs::voxshm_ref;
 use super::status::voxshm_status;
@@ -54,9 +54,9 @@ pub struct voxshm_registry_options {
     /// Bytes in a new region (default 64 MiB; rounded up to whole pages). A
     /// payload larger than this gets a region of its own.
     pub region_size: u64,
-    /// Most bytes of regions held at once (default 1 GiB). When it is
-    /// exhausted, alloc waits for releases, then fails with
-    /// `VOXSHM_NO_SPACE`.
+    /// Most bytes of regions held at once (default 1 GiB; rounded up to
+    /// whole pages). When it is exhausted, alloc waits for releases, then
+    /// fails with `VOXSHM_NO_SPACE`.
     pub budget: u64,
     /// Bytes of idle regions kept mapped for reuse (default 64 MiB); idle
     /// regions beyond this are retired.
@@ -142,7 +142,9 @@ pub extern "C" fn voxshm_registry_new(
     guard(|| {
         out(out_registry, "out_registry")?;
         let opts = RegistryOptions::try_from(read_options(options)?)?;
-        // Everything that can fail happens before the fd is taken.
+        // Everything that can fail happens before the fd is taken, and the
+        // fd is looked at before anything else is opened.
+        check_fd(fd)?;
         let ready = Registry::prepare(opts)?;
         let inner = ready.start(take_fd(fd)?);
         new_handle(out_registry, voxshm_registry { inner });
