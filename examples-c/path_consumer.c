@@ -19,12 +19,6 @@ static int check(const uint8_t *p, size_t len, uint64_t n) {
     return 1;
 }
 
-/* Whether a filesystem path exists ("@name" abstract names never do). */
-static int exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static int fail(const char *what, voxshm_status st) {
     fprintf(stderr, "path_consumer: %s: %s (%s)\n", what, voxshm_status_name((int)st),
             voxshm_last_error());
@@ -37,15 +31,14 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* 1. Connect. The producer may not have started yet: then its socket
-     *    file does not exist (VOXSHM_IO) or nobody accepts on it
-     *    (VOXSHM_PEER_GONE). Try again for up to 10 s. */
+    /* 1. Connect. The producer may not have started yet: then nobody
+     *    listens at the path (VOXSHM_NO_LISTENER). Try again for up to
+     *    10 s. */
     int fd = -1;
     voxshm_status st;
     for (int tries = 0;; tries++) {
         st = voxshm_connect(argv[1], &fd);
-        int not_yet = st == VOXSHM_PEER_GONE || (st == VOXSHM_IO && !exists(argv[1]));
-        if (!not_yet || tries == 100) break;
+        if (st != VOXSHM_NO_LISTENER || tries == 100) break;
         struct timespec pause = {0, 100 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }

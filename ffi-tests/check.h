@@ -35,7 +35,7 @@
 #include "voxshm.h"
 
 /* Number of voxshm_status values (VOXSHM_OK .. VOXSHM_VERSION_MISMATCH). */
-#define STATUS_COUNT (VOXSHM_ADDRESS_IN_USE + 1)
+#define STATUS_COUNT (VOXSHM_NO_LISTENER + 1)
 
 /* Which statuses CHECK_STATUS has seen returned in this process. */
 static int check_reached_[STATUS_COUNT];

@@ -605,7 +605,13 @@ static void budget_and_modes(void) {
 static void sockets_and_paths(void) {
   int fd = -1;
   /* Nothing there at all, or a path through a missing directory. */
-  CHECK_STATUS(voxshm_connect("/nonexistent-voxshm-dir/socket", &fd), VOXSHM_IO);
+  /* Nobody listening, whatever the reason, is one status: a consumer
+     started before its producer retries on it alone. */
+  CHECK_STATUS(voxshm_connect("/nonexistent-voxshm-dir/socket", &fd), VOXSHM_NO_LISTENER);
+  /* Listening where no directory is: a system call failure, named. */
+  voxshm_listener *nowhere = NULL;
+  CHECK_STATUS(voxshm_listener_new("/nonexistent-voxshm-dir/socket", &nowhere), VOXSHM_IO);
+  CHECK(nowhere == NULL);
   /* Something there that nobody listens on. */
   char path[128];
   const char *tmp = getenv("TMPDIR");
@@ -614,7 +620,7 @@ static void sockets_and_paths(void) {
   int f = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
   CHECK_SYS(f >= 0);
   close(f);
-  CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_PEER_GONE);
+  CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_NO_LISTENER);
   /* A listener never replaces a path that is not a socket. */
   voxshm_listener *l = NULL;
   CHECK_STATUS(voxshm_listener_new(path, &l), VOXSHM_ADDRESS_IN_USE);
@@ -697,7 +703,7 @@ static void sockets_and_paths(void) {
   CHECK_STATUS(voxshm_listener_new_with_options(path, &lo, &l), VOXSHM_INVALID_ARGUMENT);
   /* The listener removed its path. */
   CHECK(stat(path, &st) < 0 && errno == ENOENT);
-  CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_IO);
+  CHECK_STATUS(voxshm_connect(path, &fd), VOXSHM_NO_LISTENER);
 }
 
 /* With the fd table full, creating a region fails with

@@ -47,6 +47,7 @@ static const struct {
     NAME(VOXSHM_VERSION_MISMATCH),
     NAME(VOXSHM_PEER_NOT_ALLOWED),
     NAME(VOXSHM_ADDRESS_IN_USE),
+    NAME(VOXSHM_NO_LISTENER),
 };
 
 /* A caller built against the first version of a versioned struct passes

@@ -247,6 +247,11 @@ typedef enum voxshm_status {
    * The socket name or path is held by a live listener.
    */
   VOXSHM_ADDRESS_IN_USE = 28,
+  /**
+   * Nobody listens at that name or path (yet): the producer has not
+   * started, or has gone (`ECONNREFUSED`, `ENOENT`). Retry later.
+   */
+  VOXSHM_NO_LISTENER = 29,
 } voxshm_status;
 
 /**
@@ -866,12 +871,13 @@ void voxshm_listener_free(struct voxshm_listener *listener);
  * Connects to a listener at `path` (`@name` for an abstract name) whose
  * owner runs as this process's user or root, and writes the connected fd
  * to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
- * `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
- * abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
+ * `VOXSHM_NO_LISTENER` (nobody listens there yet: no such path, a socket
+ * file nobody accepts on, an abstract name nobody holds; retry on this
+ * status alone to wait for a producer), `VOXSHM_PEER_NOT_ALLOWED` (the listener
  * runs as another user: see `voxshm_connect_with_options`),
  * `VOXSHM_TIMEOUT` (the listener's queue of pending connections stayed
- * full for 10 s) or `VOXSHM_IO` (e.g. no such path yet: the message names
- * the errno).
+ * full for 10 s) or `VOXSHM_IO` (anything else, e.g. no permission: the
+ * message names the errno).
  */
 enum voxshm_status voxshm_connect(const char *path, int *out_fd);
 

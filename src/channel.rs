@@ -331,6 +331,12 @@ impl Channel {
         } != 0
         {
             let err = std::io::Error::last_os_error();
+            if matches!(err.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) {
+                return Err(Error::new(
+                    Status::NoListener,
+                    format!("connect({path}): nobody listens there (yet): {err}"),
+                ));
+            }
             if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EINPROGRESS)) {
                 return Err(Error::new(
                     Status::Timeout,

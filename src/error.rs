@@ -77,11 +77,14 @@ pub enum Status {
     PeerNotAllowed,
     /// The socket name or path is held by a live listener.
     AddressInUse,
+    /// Nobody listens at that name or path (yet): the producer has not
+    /// started, or has gone. Retry later.
+    NoListener,
 }
 
 impl Status {
     /// Every status, in the order of their C numbers (1, 2, ...).
-    pub const ALL: [Status; 28] = [
+    pub const ALL: [Status; 29] = [
         Status::InvalidArgument,
         Status::ZeroLength,
         Status::TooLarge,
@@ -110,6 +113,7 @@ impl Status {
         Status::VersionMismatch,
         Status::PeerNotAllowed,
         Status::AddressInUse,
+        Status::NoListener,
     ];
 
     /// The status's stable name, e.g. "VOXSHM_PEER_GONE".
@@ -143,6 +147,7 @@ impl Status {
             Status::VersionMismatch => "VOXSHM_VERSION_MISMATCH",
             Status::PeerNotAllowed => "VOXSHM_PEER_NOT_ALLOWED",
             Status::AddressInUse => "VOXSHM_ADDRESS_IN_USE",
+            Status::NoListener => "VOXSHM_NO_LISTENER",
         }
     }
 }

@@ -173,7 +173,7 @@ fn is_stale_socket_file(path: &str) -> Result<bool> {
         // `accept` skips connections that hung up before they were taken).
         Ok(_) => Ok(false),
         // ECONNREFUSED: a socket file nobody listens on.
-        Err(e) => Ok(e.status == Status::PeerGone),
+        Err(e) => Ok(e.status == Status::NoListener),
     }
 }
 

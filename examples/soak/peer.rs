@@ -416,8 +416,8 @@ impl Peer {
             pause = RETRY_MS;
             match Channel::connect(&self.addr) {
                 Ok(c) => return Some(c),
-                // ECONNREFUSED: nobody listens on the name yet.
-                Err(e) if e.status == Status::PeerGone => {}
+                // Nobody listens on the name yet.
+                Err(e) if e.status == Status::NoListener => {}
                 Err(e) => self.die(EXIT_FAILED, format!("connect to {}: {e}", self.addr)),
             }
             if deadline.expired() {

@@ -220,12 +220,13 @@ pub extern "C" fn voxshm_listener_free(listener: *mut voxshm_listener) {
 /// Connects to a listener at `path` (`@name` for an abstract name) whose
 /// owner runs as this process's user or root, and writes the connected fd
 /// to `*out_fd`; it is the caller's. Returns `VOXSHM_INVALID_ARGUMENT`,
-/// `VOXSHM_PEER_GONE` (the socket exists but nobody listens on it, or an
-/// abstract name nobody holds), `VOXSHM_PEER_NOT_ALLOWED` (the listener
+/// `VOXSHM_NO_LISTENER` (nobody listens there yet: no such path, a socket
+/// file nobody accepts on, an abstract name nobody holds; retry on this
+/// status alone to wait for a producer), `VOXSHM_PEER_NOT_ALLOWED` (the listener
 /// runs as another user: see `voxshm_connect_with_options`),
 /// `VOXSHM_TIMEOUT` (the listener's queue of pending connections stayed
-/// full for 10 s) or `VOXSHM_IO` (e.g. no such path yet: the message names
-/// the errno).
+/// full for 10 s) or `VOXSHM_IO` (anything else, e.g. no permission: the
+/// message names the errno).
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_connect(path: *const c_char, out_fd: *mut c_int) -> voxshm_status {
     voxshm_connect_with_options(path, std::ptr::null(), out_fd)

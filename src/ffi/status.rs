@@ -79,6 +79,9 @@ pub enum voxshm_status {
     VOXSHM_PEER_NOT_ALLOWED = 27,
     /// The socket name or path is held by a live listener.
     VOXSHM_ADDRESS_IN_USE = 28,
+    /// Nobody listens at that name or path (yet): the producer has not
+    /// started, or has gone (`ECONNREFUSED`, `ENOENT`). Retry later.
+    VOXSHM_NO_LISTENER = 29,
 }
 
 impl From<Status> for voxshm_status {
@@ -112,12 +115,13 @@ impl From<Status> for voxshm_status {
             Status::VersionMismatch => voxshm_status::VOXSHM_VERSION_MISMATCH,
             Status::PeerNotAllowed => voxshm_status::VOXSHM_PEER_NOT_ALLOWED,
             Status::AddressInUse => voxshm_status::VOXSHM_ADDRESS_IN_USE,
+            Status::NoListener => voxshm_status::VOXSHM_NO_LISTENER,
         }
     }
 }
 
 /// Every C status, in numeric order.
-const C_STATUSES: [voxshm_status; 29] = [
+const C_STATUSES: [voxshm_status; 30] = [
     voxshm_status::VOXSHM_OK,
     voxshm_status::VOXSHM_INVALID_ARGUMENT,
     voxshm_status::VOXSHM_ZERO_LENGTH,
@@ -147,6 +151,7 @@ const C_STATUSES: [voxshm_status; 29] = [
     voxshm_status::VOXSHM_VERSION_MISMATCH,
     voxshm_status::VOXSHM_PEER_NOT_ALLOWED,
     voxshm_status::VOXSHM_ADDRESS_IN_USE,
+    voxshm_status::VOXSHM_NO_LISTENER,
 ];
 
 impl voxshm_status {
@@ -182,6 +187,7 @@ impl voxshm_status {
             voxshm_status::VOXSHM_VERSION_MISMATCH => c"VOXSHM_VERSION_MISMATCH",
             voxshm_status::VOXSHM_PEER_NOT_ALLOWED => c"VOXSHM_PEER_NOT_ALLOWED",
             voxshm_status::VOXSHM_ADDRESS_IN_USE => c"VOXSHM_ADDRESS_IN_USE",
+            voxshm_status::VOXSHM_NO_LISTENER => c"VOXSHM_NO_LISTENER",
         }
     }
 
