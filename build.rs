@@ -27,6 +27,7 @@ fn main() {
         // Thread-local destructors make unloading unsafe: keep the library
         // loaded even if a dlopen user calls dlclose.
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+        soname_link(&major);
     }
 
     let dir =
@@ -45,5 +46,23 @@ fn main() {
     header.write_to_file(out.join("voxshm.h"));
     if std::env::var_os("VOXSHM_UPDATE_HEADER").is_some() {
         header.write_to_file(dir.join("include/voxshm.h"));
+    }
+}
+
+/// Programs linked against `target/<profile>/libvoxshm.so` load it by its
+/// SONAME, `libvoxshm.so.<major>`, which cargo does not write: put that
+/// link beside it (it dangles until the library is built), so linking
+/// straight from a cargo build works without a hand-made link.
+fn soname_link(major: &str) {
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        return;
+    };
+    // OUT_DIR is target/<profile>/build/voxshm-<hash>/out.
+    let Some(profile) = out.ancestors().nth(3) else {
+        return;
+    };
+    let link = profile.join(format!("libvoxshm.so.{major}"));
+    if std::fs::symlink_metadata(&link).is_err() {
+        let _ = std::os::unix::fs::symlink("libvoxshm.so", &link);
     }
 }

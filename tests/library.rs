@@ -48,3 +48,15 @@ fn exports_only_voxshm_symbols() {
         assert!(names.contains(&f), "{f} is not exported");
     }
 }
+
+/// A cargo build leaves the SONAME link beside the library, so a program
+/// linked straight against `target/<profile>/libvoxshm.so` loads.
+#[test]
+fn cargo_builds_leave_the_soname_link() {
+    let deps = cbuild::lib_dir();
+    let profile = deps.parent().expect("profile dir");
+    let link = profile.join(format!("libvoxshm.so.{}", env!("CARGO_PKG_VERSION_MAJOR")));
+    let target = std::fs::read_link(&link)
+        .unwrap_or_else(|e| panic!("{} is not a link: {e}", link.display()));
+    assert_eq!(target, std::path::PathBuf::from("libvoxshm.so"));
+}
