@@ -258,7 +258,7 @@ fn listener_on_an_abstract_name() {
     drop(Listener::bind(&name).unwrap());
     assert_eq!(
         Channel::connect(&name).unwrap_err().status,
-        PeerGone,
+        NoListener,
         "nobody listens any more"
     );
 }

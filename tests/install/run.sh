@@ -94,4 +94,20 @@ rpath="-Wl,-rpath,$(pkg-config --variable=libdir voxshm)"
 uses_prefix_lib "$work/pc_consumer_c"
 uses_prefix_lib "$work/pc_consumer_cpp"
 
+step "the installed tree moved elsewhere: pkg-config still finds it"
+moved="$work/moved-prefix"
+mv "$prefix" "$moved"
+export PKG_CONFIG_PATH="$moved/${libdir#"$prefix"/}/pkgconfig"
+mlib="$(pkg-config --variable=libdir voxshm)"
+[ "$(readlink -f "$mlib")" = "$(readlink -f "$moved/${libdir#"$prefix"/}")" ] \
+  || fail "after the move pkg-config says libdir is $mlib"
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror "$here/consumer/consumer.c" -o "$work/moved_consumer_c" \
+  $(pkg-config --cflags --libs voxshm) "-Wl,-rpath,$mlib"
+"$work/moved_consumer_c"
+got=$(ldd "$work/moved_consumer_c" | awk '/libvoxshm/ {print $3}')
+[ "$(readlink -f "$got")" = "$(readlink -f "$mlib/libvoxshm.so.0")" ] \
+  || fail "moved_consumer_c loads libvoxshm from '$got', not from the moved prefix"
+mv "$moved" "$prefix"
+
 step "install test passed"
