@@ -191,9 +191,33 @@ static void temp_files(void) {
   voxshm_registry_free(reg);
 }
 
+/* One timeout rule: a negative timeout waits forever, and the configured
+   send timeout has its own spelling. */
+static void configured_timeout(void) {
+  int fds[2];
+  CHECK_OK(voxshm_channel_pair(fds));
+  voxshm_registry_options ro;
+  CHECK_OK(voxshm_registry_options_init(&ro));
+  ro.send_timeout_ms = 30;
+  voxshm_registry *reg;
+  CHECK_OK(voxshm_registry_new(fds[0], &ro, &reg));
+  voxshm_allocation a;
+  CHECK_OK(voxshm_registry_alloc(reg, 100, 0, &a));
+  /* Nobody says HELLO: the configured 30 ms pass, twice. */
+  CHECK(VOXSHM_TIMEOUT_CONFIGURED == INT64_MIN);
+  CHECK_STATUS(voxshm_registry_send_timeout(reg, &a, 100, VOXSHM_TIMEOUT_CONFIGURED),
+               VOXSHM_TIMEOUT);
+  CHECK_STATUS(voxshm_registry_send(reg, &a, 100), VOXSHM_TIMEOUT);
+  CHECK_OK(voxshm_registry_abort(reg, &a));
+  voxshm_registry_free(reg);
+  close(fds[1]);
+}
+
 int main(void) {
   test_begin();
   int fds_start = count_fds();
+  configured_timeout();
+  CHECK(count_fds() == fds_start);
   dgram_pair();
   CHECK(count_fds() == fds_start);
 

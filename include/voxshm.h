@@ -104,6 +104,13 @@
 #define VOXSHM_REGISTRY_FORCE_TEMPFILE 2
 
 /**
+ * A timeout argument that means "the configured `send_timeout_ms`"
+ * (`voxshm_registry_send_timeout`); every other negative timeout means
+ * "wait forever". It is `INT64_MIN`.
+ */
+#define VOXSHM_TIMEOUT_CONFIGURED INT64_MIN
+
+/**
  * Size of the first version of `voxshm_registry_options`; callers built
  * against it keep working when fields are added.
  */
@@ -784,7 +791,10 @@ enum voxshm_status voxshm_attachments_resolve(const struct voxshm_attachments *a
 
 /**
  * Releases a view: its bytes must not be read any more. When it was the
- * last view of its reference the sender gets the space back. Works after
+ * last view of its reference the sender gets the space back. The release
+ * is sent at once; only if the channel is full does this wait, up to the
+ * configured `send_timeout_ms` (reading what the sender sends meanwhile),
+ * and then keeps the release to send it with a later call. Works after
  * the sender has gone too. Returns `VOXSHM_INVALID_VIEW` (never resolved,
  * or released already), `VOXSHM_INVALID_ARGUMENT`.
  */
@@ -1020,8 +1030,9 @@ enum voxshm_status voxshm_registry_publish(const struct voxshm_registry *registr
 enum voxshm_status voxshm_registry_send(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation, size_t len);
 
 /**
- * `voxshm_registry_send` with its own timeout (0: do not wait; negative:
- * the configured `send_timeout_ms`).
+ * `voxshm_registry_send` with its own timeout, by the rule of every call:
+ * 0 does not wait, a negative timeout waits forever; pass
+ * `VOXSHM_TIMEOUT_CONFIGURED` for the configured `send_timeout_ms`.
  */
 enum voxshm_status voxshm_registry_send_timeout(const struct voxshm_registry *registry, const struct voxshm_allocation *allocation, size_t len, int64_t timeout_ms);
 

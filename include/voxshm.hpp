@@ -257,9 +257,12 @@ class registry {
   /**
    * Publishes the first `len` bytes and sends the reference over the
    * channel. On success `a` is consumed; if this throws, `a` still holds
-   * the space (retry, or let it abort).
+   * the space (retry, or let it abort). Timeouts follow the one rule (0:
+   * do not wait, negative: forever); the default waits the configured
+   * send_timeout_ms (VOXSHM_TIMEOUT_CONFIGURED).
    */
-  void send(allocation&& a, std::size_t len, std::int64_t timeout_ms = -1) const {
+  void send(allocation&& a, std::size_t len,
+            std::int64_t timeout_ms = VOXSHM_TIMEOUT_CONFIGURED) const {
     check_owner(a);
     detail::check(voxshm_registry_send_timeout(r_, &a.a_, len, timeout_ms));
     a.reg_ = nullptr;

@@ -111,6 +111,11 @@ pub struct RegistryStats {
     pub ignored_releases: u64,
 }
 
+/// A timeout that means "the configured `send_timeout_ms`" where a call
+/// takes one (`Registry::send`); every other negative timeout means
+/// "forever".
+pub const TIMEOUT_CONFIGURED: i64 = i64::MIN;
+
 /// Which receiver holds a lease (one link for now; the number names it).
 type PeerId = u32;
 const THE_PEER: PeerId = 0;
@@ -497,9 +502,11 @@ impl Registry {
     }
 
     /// Publishes the first `len` bytes of `a` and sends the reference over
-    /// the channel, waiting up to `timeout_ms` (negative: the configured
-    /// send timeout) for the receiver's HELLO and for room in the channel.
-    /// On failure the allocation is still the caller's, to retry or abort.
+    /// the channel, waiting up to `timeout_ms` for the receiver's HELLO and
+    /// for room in the channel: 0 does not wait, a negative timeout waits
+    /// forever (as everywhere), and `TIMEOUT_CONFIGURED` waits the
+    /// configured `send_timeout_ms`. On failure the allocation is still the
+    /// caller's, to retry or abort.
     pub fn send(&self, a: &Allocation, len: u64, timeout_ms: i64) -> Result<()> {
         if self.opts.vox_compat {
             return Err(Error::new(
@@ -507,7 +514,7 @@ impl Registry {
                 "a vox receiver takes references only over its own transport: use publish",
             ));
         }
-        let deadline = Deadline::after_ms(if timeout_ms < 0 {
+        let deadline = Deadline::after_ms(if timeout_ms == TIMEOUT_CONFIGURED {
             self.opts.send_timeout_ms
         } else {
             timeout_ms

@@ -368,3 +368,36 @@ fn argument_errors_come_before_waiting_and_messages_speak_c() {
         "{e}"
     );
 }
+
+#[test]
+fn negative_timeouts_wait_forever_and_the_configured_one_is_spelled_out() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            send_timeout_ms: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    // The configured timeout: the receiver never said HELLO.
+    let t = std::time::Instant::now();
+    assert_eq!(
+        status(reg.send(&al, 100, voxshm::registry::TIMEOUT_CONFIGURED)),
+        Timeout
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // -1 waits longer than the configured 50 ms: until the HELLO comes.
+    let peer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        Attachments::new(b, AttachmentsOptions::default()).unwrap()
+    });
+    let t = std::time::Instant::now();
+    reg.send(&al, 100, -1).unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    let att = peer.join().unwrap();
+    let v = att.recv(LONG_MS).unwrap();
+    att.release(&v).unwrap();
+}

@@ -236,7 +236,10 @@ pub extern "C" fn voxshm_attachments_resolve(
 }
 
 /// Releases a view: its bytes must not be read any more. When it was the
-/// last view of its reference the sender gets the space back. Works after
+/// last view of its reference the sender gets the space back. The release
+/// is sent at once; only if the channel is full does this wait, up to the
+/// configured `send_timeout_ms` (reading what the sender sends meanwhile),
+/// and then keeps the release to send it with a later call. Works after
 /// the sender has gone too. Returns `VOXSHM_INVALID_VIEW` (never resolved,
 /// or released already), `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]

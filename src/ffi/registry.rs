@@ -233,11 +233,12 @@ pub extern "C" fn voxshm_registry_send(
     allocation: *const voxshm_allocation,
     len: usize,
 ) -> voxshm_status {
-    voxshm_registry_send_timeout(registry, allocation, len, -1)
+    voxshm_registry_send_timeout(registry, allocation, len, VOXSHM_TIMEOUT_CONFIGURED)
 }
 
-/// `voxshm_registry_send` with its own timeout (0: do not wait; negative:
-/// the configured `send_timeout_ms`).
+/// `voxshm_registry_send` with its own timeout, by the rule of every call:
+/// 0 does not wait, a negative timeout waits forever; pass
+/// `VOXSHM_TIMEOUT_CONFIGURED` for the configured `send_timeout_ms`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_send_timeout(
     registry: *const voxshm_registry,
@@ -304,6 +305,11 @@ pub extern "C" fn voxshm_registry_get_stats(
         )
     })
 }
+
+/// A timeout argument that means "the configured `send_timeout_ms`"
+/// (`voxshm_registry_send_timeout`); every other negative timeout means
+/// "wait forever". It is `INT64_MIN`.
+pub const VOXSHM_TIMEOUT_CONFIGURED: i64 = i64::MIN;
 
 /// Size of the first version of `voxshm_registry_options`; callers built
 /// against it keep working when fields are added.
@@ -408,6 +414,7 @@ impl From<voxshm_allocation> for Allocation {
 
 // The frozen first-version sizes must match the structs as first shipped.
 const _: () = {
+    assert!(VOXSHM_TIMEOUT_CONFIGURED == crate::registry::TIMEOUT_CONFIGURED);
     assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE);
     assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE);
 };
