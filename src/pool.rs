@@ -269,6 +269,11 @@ impl Pool {
         self.regions.values().any(|s| s.retiring)
     }
 
+    /// Regions retiring, waiting for their acknowledgement.
+    pub fn retiring(&self) -> usize {
+        self.regions.values().filter(|s| s.retiring).count()
+    }
+
     /// Nobody will acknowledge a retirement any more: retiring regions are
     /// idle ones again.
     pub fn cancel_retirements(&mut self) {

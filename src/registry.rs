@@ -615,9 +615,19 @@ impl Registry {
             }
             link.check_usable()?;
             if deadline.expired() {
+                let retiring = side.pool.retiring();
                 return Err(Error::new(
                     Status::Timeout,
-                    format!("{} leases still outstanding", side.live_leases),
+                    if side.live_leases > 0 {
+                        format!(
+                            "{} payloads are not released yet (and {retiring} retired regions not acknowledged)",
+                            side.live_leases
+                        )
+                    } else {
+                        format!(
+                            "every payload was released, but the receiver has not acknowledged {retiring} retired regions yet (it does when it next calls voxshm)"
+                        )
+                    },
                 ));
             }
             g = self.hub.wait(g, deadline)?;

@@ -401,3 +401,37 @@ fn negative_timeouts_wait_forever_and_the_configured_one_is_spelled_out() {
     let v = att.recv(LONG_MS).unwrap();
     att.release(&v).unwrap();
 }
+
+#[test]
+fn wait_idle_says_what_it_waits_for() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            region_size: 64 << 10,
+            keep_warm: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    reg.send(&al, 100, LONG_MS).unwrap();
+    let e = reg.wait_idle(0).unwrap_err();
+    assert!(e.message.contains("1 payloads are not released"), "{e}");
+    let v = att.recv(LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    // Released; the idle region is retired (keep_warm 0), and the receiver
+    // acknowledges only when it next calls voxshm.
+    let e = reg.wait_idle(0).unwrap_err();
+    assert_eq!(e.status, Timeout);
+    assert!(
+        e.message.contains(
+            "every payload was released, but the receiver has not acknowledged 1 retired regions"
+        ),
+        "{e}"
+    );
+    att.poll().unwrap();
+    reg.wait_idle(LONG_MS).unwrap();
+}

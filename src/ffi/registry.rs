@@ -279,9 +279,12 @@ pub extern "C" fn voxshm_registry_poll(registry: *const voxshm_registry) -> voxs
 
 /// Waits up to `timeout_ms` (0: do not wait; negative: forever) until the
 /// receiver has released every payload and acknowledged every retired
-/// region. Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (the receiver went
-/// away holding payloads: they were reclaimed, not released),
-/// `VOXSHM_PROTOCOL`, `VOXSHM_INVALID_ARGUMENT`.
+/// region (a receiver acknowledges when it next calls voxshm, so right
+/// after the last release this can still wait for that; the
+/// `VOXSHM_TIMEOUT` message says which of the two it was waiting for).
+/// Returns `VOXSHM_TIMEOUT`, `VOXSHM_PEER_GONE` (the receiver went away
+/// holding payloads: they were reclaimed, not released), `VOXSHM_PROTOCOL`,
+/// `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_wait_idle(
     registry: *const voxshm_registry,
