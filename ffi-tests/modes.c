@@ -213,10 +213,35 @@ static void configured_timeout(void) {
   close(fds[1]);
 }
 
+/* Waiting for one payload's release, as an event loop would. */
+static void one_release(void) {
+  int fds[2];
+  CHECK_OK(voxshm_channel_pair(fds));
+  voxshm_registry *reg;
+  voxshm_attachments *att;
+  CHECK_OK(voxshm_registry_new(fds[0], NULL, &reg));
+  CHECK_OK(voxshm_attachments_new(fds[1], NULL, &att));
+  voxshm_allocation a;
+  CHECK_OK(voxshm_registry_alloc(reg, 100, 0, &a));
+  CHECK_OK(voxshm_registry_send(reg, &a, 100));
+  voxshm_ref r = {a.map_id, a.map_generation, a.map_offset, 100, 0};
+  CHECK_STATUS(voxshm_registry_wait_released(reg, &r, 0), VOXSHM_TIMEOUT);
+  voxshm_view v;
+  CHECK_OK(voxshm_attachments_recv(att, 1000, &v));
+  CHECK_OK(voxshm_attachments_release(att, &v));
+  CHECK_OK(voxshm_registry_wait_released(reg, &r, 1000));
+  CHECK_STATUS(voxshm_registry_wait_released(reg, NULL, 0), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_registry_wait_released(NULL, &r, 0), VOXSHM_INVALID_ARGUMENT);
+  voxshm_attachments_free(att);
+  voxshm_registry_free(reg);
+}
+
 int main(void) {
   test_begin();
   int fds_start = count_fds();
   configured_timeout();
+  one_release();
+  CHECK(count_fds() == fds_start);
   CHECK(count_fds() == fds_start);
   dgram_pair();
   CHECK(count_fds() == fds_start);

@@ -288,6 +288,14 @@ class registry {
     return true;
   }
 
+  /** Waits until the payload `ref` names was released; false on timeout. */
+  bool wait_released(const voxshm_ref& ref, std::int64_t timeout_ms = -1) const {
+    voxshm_status s = voxshm_registry_wait_released(r_, &ref, timeout_ms);
+    if (s == VOXSHM_TIMEOUT) return false;
+    detail::check(s);
+    return true;
+  }
+
   voxshm_registry_stats stats() const {
     voxshm_registry_stats s{};
     s.struct_size = sizeof s;

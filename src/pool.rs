@@ -154,6 +154,11 @@ impl Pool {
             .map(|s| s.region.base().wrapping_add(offset as usize))
     }
 
+    /// The generation of region `map_id`, if it is held.
+    pub fn generation(&self, map_id: u32) -> Option<u32> {
+        self.regions.get(&map_id).map(|s| s.generation)
+    }
+
     /// Whether region `(map_id, generation)` is held.
     pub fn holds(&self, map_id: u32, generation: u32) -> bool {
         self.regions

@@ -140,6 +140,8 @@ struct Side {
     live_leases: u64,
     /// Leases the receiver still held when it went away (reclaimed).
     lost_leases: u64,
+    /// The references of those leases, for `wait_released`.
+    reclaimed: std::collections::HashSet<Ref>,
     ignored_releases: u64,
     payloads_published: u64,
     payload_bytes_published: u64,
@@ -229,6 +231,16 @@ impl Side {
             .collect();
         for key in &held {
             if let Some(l) = self.leases.remove(key) {
+                if let (Some((len, _)), Some(generation)) =
+                    (l.published, self.pool.generation(key.0))
+                {
+                    self.reclaimed.insert(Ref {
+                        map_id: key.0,
+                        map_generation: generation,
+                        map_offset: key.1,
+                        payload_len: len,
+                    });
+                }
                 self.pool.give_back(key.0, key.1, l.len);
             }
         }
@@ -634,6 +646,41 @@ impl Registry {
         }
     }
 
+    /// Waits up to `timeout_ms` until the payload `r` names is released by
+    /// the receiver (`Ok`), and says so at once if it already was (or this
+    /// registry never sent it). `PEER_GONE`: the receiver went away holding
+    /// it (its space was reclaimed, not released). If its space was
+    /// released and already taken again by a payload of the same length at
+    /// the same place, this waits for that one too: never too early.
+    pub fn wait_released(&self, r: &Ref, timeout_ms: i64) -> Result<()> {
+        let deadline = Deadline::after_ms(timeout_ms);
+        let mut g = self.hub.lock();
+        loop {
+            self.pump(&mut g)?;
+            let side = &g.s.side;
+            if side.reclaimed.contains(r) {
+                return Err(Error::new(
+                    Status::PeerGone,
+                    format!("the receiver went away holding {r}; it was reclaimed"),
+                ));
+            }
+            let leased = side.pool.holds(r.map_id, r.map_generation)
+                && matches!(side.leases.get(&(r.map_id, r.map_offset)),
+                    Some(l) if matches!(l.published, Some((len, _)) if len == r.payload_len));
+            if !leased {
+                return Ok(());
+            }
+            g.s.link.check_poisoned()?;
+            if deadline.expired() {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("{r} is not released yet"),
+                ));
+            }
+            g = self.hub.wait(g, deadline)?;
+        }
+    }
+
     pub fn stats(&self) -> RegistryStats {
         let g = self.hub.lock();
         let (side, c) = (&g.s.side, g.s.link.counters());
@@ -689,6 +736,7 @@ impl Unstarted<RegistryOptions> {
             allocations: 0,
             live_leases: 0,
             lost_leases: 0,
+            reclaimed: Default::default(),
             ignored_releases: 0,
             payloads_published: 0,
             payload_bytes_published: 0,

@@ -435,3 +435,76 @@ fn wait_idle_says_what_it_waits_for() {
     att.poll().unwrap();
     reg.wait_idle(LONG_MS).unwrap();
 }
+
+/// Receives `$VOXSHM_TEST_N` payloads and holds them until killed.
+#[test]
+fn helper_hold_all() {
+    if role().as_deref() != Some("hold-all") {
+        return;
+    }
+    let att = Attachments::new(inherited_channel(), AttachmentsOptions::default()).unwrap();
+    let n: usize = env("VOXSHM_TEST_N").parse().unwrap();
+    let held: Vec<View> = (0..n).map(|_| att.recv(LONG_MS).unwrap()).collect();
+    say(&format!("HOLDING {}", held.len()));
+    hear();
+}
+
+#[test]
+fn waiting_for_one_payloads_release() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let refs: Vec<Ref> = (0..2)
+        .map(|_| {
+            let al = reg.alloc(100, 0).unwrap();
+            reg.send(&al, 100, LONG_MS).unwrap();
+            Ref {
+                map_id: al.map_id,
+                map_generation: al.map_generation,
+                map_offset: al.map_offset,
+                payload_len: 100,
+            }
+        })
+        .collect();
+    assert_eq!(status(reg.wait_released(&refs[0], 0)), Timeout);
+    let v0 = att.recv(LONG_MS).unwrap();
+    let v1 = att.recv(LONG_MS).unwrap();
+    att.release(&v0).unwrap();
+    reg.wait_released(&refs[0], LONG_MS).unwrap();
+    assert_eq!(status(reg.wait_released(&refs[1], 0)), Timeout);
+    // Another thread releases the second while we wait for it.
+    let att = Arc::new(att);
+    let a2 = att.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        a2.release(&v1).unwrap();
+    });
+    reg.wait_released(&refs[1], LONG_MS).unwrap();
+    t.join().unwrap();
+
+    // A receiver that dies holding it: reclaimed, not released.
+    let (a, b) = Channel::pair().unwrap();
+    let mut h = Helper::spawn(
+        "helper_hold_all",
+        "hold-all",
+        Some(b.raw()),
+        &[("VOXSHM_TEST_N", "1".into())],
+    );
+    drop(b);
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let al = reg.alloc(100, LONG_MS).unwrap();
+    let r = reg.publish(&al, 100).unwrap();
+    let al2 = reg.alloc(100, LONG_MS).unwrap();
+    reg.send(&al2, 100, LONG_MS).unwrap();
+    h.expect("HOLDING 1");
+    h.kill9();
+    let sent = Ref {
+        map_id: al2.map_id,
+        map_generation: al2.map_generation,
+        map_offset: al2.map_offset,
+        payload_len: 100,
+    };
+    assert_eq!(status(reg.wait_released(&sent, LONG_MS)), PeerGone);
+    assert_eq!(status(reg.wait_released(&r, 0)), PeerGone);
+}

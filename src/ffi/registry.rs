@@ -293,6 +293,32 @@ pub extern "C" fn voxshm_registry_wait_idle(
     guard(|| arg(registry, "registry")?.inner.wait_idle(timeout_ms))
 }
 
+/// Waits up to `timeout_ms` (0: do not wait, for an event loop; negative:
+/// forever) until the receiver has released the payload `reference` names:
+/// what `voxshm_registry_publish` returned, or, for a payload given to
+/// `voxshm_registry_send`, `{a.map_id, a.map_generation, a.map_offset, len}`
+/// of its allocation. Returns `VOXSHM_OK` once it is released (at once if
+/// it already was, or if this registry never sent it), `VOXSHM_TIMEOUT`
+/// while it is not, `VOXSHM_PEER_GONE` when the receiver went away holding
+/// it (its space was reclaimed, not released), `VOXSHM_PROTOCOL`,
+/// `VOXSHM_INVALID_ARGUMENT`. In an event loop: when `voxshm_registry_fd`
+/// is readable, call this with timeout 0. If the space was released and
+/// already taken again by a payload of the same length at the same place,
+/// this waits for that one too: it never reports a release too early.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_wait_released(
+    registry: *const voxshm_registry,
+    reference: *const voxshm_ref,
+    timeout_ms: i64,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        let reference = arg(reference, "ref")?;
+        r.inner
+            .wait_released(&crate::wire::Ref::from(*reference), timeout_ms)
+    })
+}
+
 /// Writes the registry's counters and limits to `*out` (whose
 /// `struct_size` the caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
