@@ -411,8 +411,9 @@ static void options_misuse(void) {
     ro.struct_size = bad_sizes[i];
     CHECK_STATUS(voxshm_registry_new(fds[0], &ro, &reg), INVALID);
   }
-  const uint32_t bad_flags[] = {4, 8, 0x80000000u,
-                                VOXSHM_REGISTRY_VOX_COMPAT | VOXSHM_REGISTRY_FORCE_TEMPFILE | 4};
+  const uint32_t bad_flags[] = {8, 16, 0x80000000u,
+                                VOXSHM_REGISTRY_VOX_COMPAT | VOXSHM_REGISTRY_FORCE_TEMPFILE |
+                                    VOXSHM_REGISTRY_STATS_FAULTS | 8};
   for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
     CHECK_OK(voxshm_registry_options_init(&ro));
     ro.flags = bad_flags[i];
@@ -432,8 +433,9 @@ static void options_misuse(void) {
     ao.struct_size = bad_asizes[i];
     CHECK_STATUS(voxshm_attachments_new(fds[1], &ao, &att), INVALID);
   }
-  const uint32_t bad_aflags[] = {4, 0x80000000u,
-                                 VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED | VOXSHM_ATTACHMENTS_VOX_COMPAT | 8};
+  const uint32_t bad_aflags[] = {8, 0x80000000u,
+                                 VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED | VOXSHM_ATTACHMENTS_VOX_COMPAT |
+                                     VOXSHM_ATTACHMENTS_STATS_FAULTS | 8};
   for (size_t i = 0; i < sizeof bad_aflags / sizeof bad_aflags[0]; i++) {
     CHECK_OK(voxshm_attachments_options_init(&ao));
     ao.flags = bad_aflags[i];

@@ -232,8 +232,22 @@ static void one_release(void) {
   CHECK_OK(voxshm_registry_wait_released(reg, &r, 1000));
   CHECK_STATUS(voxshm_registry_wait_released(reg, NULL, 0), VOXSHM_INVALID_ARGUMENT);
   CHECK_STATUS(voxshm_registry_wait_released(NULL, &r, 0), VOXSHM_INVALID_ARGUMENT);
+  /* Stats make no system call unless page faults are asked for. */
+  voxshm_registry_stats rs;
+  rs.struct_size = sizeof rs;
+  CHECK_OK(voxshm_registry_get_stats(reg, &rs));
+  CHECK(rs.minor_faults == 0);
   voxshm_attachments_free(att);
   voxshm_registry_free(reg);
+  voxshm_registry_options ro;
+  CHECK_OK(voxshm_registry_options_init(&ro));
+  ro.flags = VOXSHM_REGISTRY_STATS_FAULTS;
+  CHECK_OK(voxshm_channel_pair(fds));
+  CHECK_OK(voxshm_registry_new(fds[0], &ro, &reg));
+  CHECK_OK(voxshm_registry_get_stats(reg, &rs));
+  CHECK(rs.minor_faults > 0);
+  voxshm_registry_free(reg);
+  close(fds[1]);
 }
 
 int main(void) {

@@ -931,6 +931,7 @@ fn receiver_options(inp: &mut Input) -> AttachmentsOptions {
         },
         send_timeout_ms: 0,
         vox_compat: flags & 2 != 0,
+        stats_faults: flags & 4 != 0,
     }
 }
 
@@ -1324,6 +1325,7 @@ fn registry_options(inp: &mut Input) -> RegistryOptions {
         send_timeout_ms: 0,
         vox_compat: flags & 1 != 0,
         force_tempfile: flags & 2 != 0,
+        stats_faults: flags & 4 != 0,
     }
 }
 

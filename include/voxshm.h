@@ -30,6 +30,13 @@
 #define VOXSHM_ATTACHMENTS_VOX_COMPAT 2
 
 /**
+ * Attachments option flag: `voxshm_attachments_get_stats` also fills
+ * `minor_faults` (one `getrusage` system call). Without it that field is
+ * 0 and the call makes no system call, so it can be watched in a loop.
+ */
+#define VOXSHM_ATTACHMENTS_STATS_FAULTS 4
+
+/**
  * Size of the first version of `voxshm_attachments_options`; callers
  * built against it keep working when fields are added.
  */
@@ -102,6 +109,13 @@
  * regions).
  */
 #define VOXSHM_REGISTRY_FORCE_TEMPFILE 2
+
+/**
+ * Registry option flag: `voxshm_registry_get_stats` also fills
+ * `minor_faults` (one `getrusage` system call). Without it that field is
+ * 0 and the call makes no system call, so it can be watched in a loop.
+ */
+#define VOXSHM_REGISTRY_STATS_FAULTS 4
 
 /**
  * A timeout argument that means "the configured `send_timeout_ms`"
@@ -474,7 +488,8 @@ typedef struct voxshm_attachments_stats {
    */
   uint64_t regions_retired;
   /**
-   * Minor page faults of the whole process so far (`getrusage`).
+   * Minor page faults of the whole process so far (`getrusage`), with
+   * the `*_STATS_FAULTS` option flag; 0 without it.
    */
   uint64_t minor_faults;
 } voxshm_attachments_stats;
@@ -706,7 +721,8 @@ typedef struct voxshm_registry_stats {
    */
   uint64_t payload_bytes_published;
   /**
-   * Minor page faults of the whole process so far (`getrusage`).
+   * Minor page faults of the whole process so far (`getrusage`), with
+   * the `*_STATS_FAULTS` option flag; 0 without it.
    */
   uint64_t minor_faults;
 } voxshm_registry_stats;

@@ -38,6 +38,9 @@ pub struct RegistryOptions {
     pub vox_compat: bool,
     /// Use the unlinked temp-file fallback instead of memfd.
     pub force_tempfile: bool,
+    /// `stats()` also reads the process's page-fault count (one
+    /// `getrusage`); without it, `stats()` makes no system call.
+    pub stats_faults: bool,
 }
 
 impl Default for RegistryOptions {
@@ -49,6 +52,7 @@ impl Default for RegistryOptions {
             send_timeout_ms: 10_000,
             vox_compat: false,
             force_tempfile: false,
+            stats_faults: false,
         }
     }
 }
@@ -699,7 +703,11 @@ impl Registry {
             regions_retired: side.pool.retired(),
             payloads_published: side.payloads_published,
             payload_bytes_published: side.payload_bytes_published,
-            minor_faults: sys::minor_faults(),
+            minor_faults: if self.opts.stats_faults {
+                sys::minor_faults()
+            } else {
+                0
+            },
             ignored_releases: side.ignored_releases,
         }
     }

@@ -508,3 +508,31 @@ fn waiting_for_one_payloads_release() {
     assert_eq!(status(reg.wait_released(&sent, LONG_MS)), PeerGone);
     assert_eq!(status(reg.wait_released(&r, 0)), PeerGone);
 }
+
+#[test]
+fn page_fault_counts_in_stats_are_opt_in() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    // Without the option stats make no system call, and say 0 faults.
+    assert_eq!((reg.stats().minor_faults, att.stats().minor_faults), (0, 0));
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            stats_faults: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(
+        b,
+        AttachmentsOptions {
+            stats_faults: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(reg.stats().minor_faults > 0 && att.stats().minor_faults > 0);
+}

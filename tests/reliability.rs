@@ -279,7 +279,14 @@ fn sparse_region_is_not_populated_by_the_receiver() {
     const HONEST: u64 = 4 << 20;
     let (a, b) = Channel::pair().unwrap();
     let reg = Registry::new(a, RegistryOptions::default()).unwrap();
-    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let att = Attachments::new(
+        b,
+        AttachmentsOptions {
+            stats_faults: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let al = reg.alloc(HONEST, 0).unwrap();
     reg.send(&al, HONEST, LONG_MS).unwrap();
     let v = att.recv(LONG_MS).unwrap();

@@ -23,6 +23,10 @@ pub const VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED: u32 = 1;
 /// Attachments option flag: talk to a vox-shm sender: send no HELLO and no
 /// RELEASE; implies accepting unsealed regions.
 pub const VOXSHM_ATTACHMENTS_VOX_COMPAT: u32 = 2;
+/// Attachments option flag: `voxshm_attachments_get_stats` also fills
+/// `minor_faults` (one `getrusage` system call). Without it that field is
+/// 0 and the call makes no system call, so it can be watched in a loop.
+pub const VOXSHM_ATTACHMENTS_STATS_FAULTS: u32 = 4;
 
 /// A received payload: `len` read-only bytes at `data`, valid until the
 /// view is passed to `voxshm_attachments_release` (even if the sender dies
@@ -104,7 +108,8 @@ pub struct voxshm_attachments_stats {
     pub releases_sent: u64,
     /// Regions retired so far.
     pub regions_retired: u64,
-    /// Minor page faults of the whole process so far (`getrusage`).
+    /// Minor page faults of the whole process so far (`getrusage`), with
+    /// the `*_STATS_FAULTS` option flag; 0 without it.
     pub minor_faults: u64,
 }
 
@@ -324,7 +329,10 @@ impl TryFrom<voxshm_attachments_options> for AttachmentsOptions {
     type Error = Error;
 
     fn try_from(o: voxshm_attachments_options) -> Result<Self, Error> {
-        if o.flags & !(VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED | VOXSHM_ATTACHMENTS_VOX_COMPAT) != 0 {
+        let known = VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED
+            | VOXSHM_ATTACHMENTS_VOX_COMPAT
+            | VOXSHM_ATTACHMENTS_STATS_FAULTS;
+        if o.flags & !known != 0 {
             return Err(invalid(&format!(
                 "unknown attachments flags {:#x}",
                 o.flags
@@ -339,6 +347,7 @@ impl TryFrom<voxshm_attachments_options> for AttachmentsOptions {
             },
             send_timeout_ms: o.send_timeout_ms,
             vox_compat: o.flags & VOXSHM_ATTACHMENTS_VOX_COMPAT != 0,
+            stats_faults: o.flags & VOXSHM_ATTACHMENTS_STATS_FAULTS != 0,
         })
     }
 }

@@ -23,6 +23,10 @@ pub const VOXSHM_REGISTRY_VOX_COMPAT: u32 = 1;
 /// memfds (they cannot be sealed; the receiver must accept unsealed
 /// regions).
 pub const VOXSHM_REGISTRY_FORCE_TEMPFILE: u32 = 2;
+/// Registry option flag: `voxshm_registry_get_stats` also fills
+/// `minor_faults` (one `getrusage` system call). Without it that field is
+/// 0 and the call makes no system call, so it can be watched in a loop.
+pub const VOXSHM_REGISTRY_STATS_FAULTS: u32 = 4;
 
 /// Payload space from `voxshm_registry_alloc`: `capacity` writable bytes at
 /// `data`, owned by the caller until it is published, sent or aborted. The
@@ -106,7 +110,8 @@ pub struct voxshm_registry_stats {
     pub payloads_published: u64,
     /// Bytes of those payloads.
     pub payload_bytes_published: u64,
-    /// Minor page faults of the whole process so far (`getrusage`).
+    /// Minor page faults of the whole process so far (`getrusage`), with
+    /// the `*_STATS_FAULTS` option flag; 0 without it.
     pub minor_faults: u64,
 }
 
@@ -366,7 +371,10 @@ impl TryFrom<voxshm_registry_options> for RegistryOptions {
     type Error = Error;
 
     fn try_from(o: voxshm_registry_options) -> Result<Self, Error> {
-        if o.flags & !(VOXSHM_REGISTRY_VOX_COMPAT | VOXSHM_REGISTRY_FORCE_TEMPFILE) != 0 {
+        let known = VOXSHM_REGISTRY_VOX_COMPAT
+            | VOXSHM_REGISTRY_FORCE_TEMPFILE
+            | VOXSHM_REGISTRY_STATS_FAULTS;
+        if o.flags & !known != 0 {
             return Err(invalid(&format!("unknown registry flags {:#x}", o.flags)));
         }
         Ok(RegistryOptions {
@@ -376,6 +384,7 @@ impl TryFrom<voxshm_registry_options> for RegistryOptions {
             send_timeout_ms: o.send_timeout_ms,
             vox_compat: o.flags & VOXSHM_REGISTRY_VOX_COMPAT != 0,
             force_tempfile: o.flags & VOXSHM_REGISTRY_FORCE_TEMPFILE != 0,
+            stats_faults: o.flags & VOXSHM_REGISTRY_STATS_FAULTS != 0,
         })
     }
 }
