@@ -21,49 +21,13 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The header gives the types, structs and the VOXSHM_ABI_VERSION macro;
- * its function declarations are not used, nothing is linked. */
-#include <voxshm.h>
+/* voxshm_dlopen.h includes voxshm.h for the types and VOXSHM_ABI_VERSION,
+ * and gives voxshm_api, a struct with a pointer for every function of the
+ * library (generated from voxshm.h, so it always matches), and
+ * voxshm_api_load, which fills it. Nothing is linked. */
+#include <voxshm_dlopen.h>
 
-/* The functions this program calls, as pointers. Their types copy the
- * declarations in voxshm.h. */
-struct voxshm_api {
-    uint32_t (*abi_version)(void);
-    const char *(*version)(void);
-    const char *(*last_error)(void);
-    const char *(*status_name)(int);
-    voxshm_status (*channel_pair)(int *);
-    voxshm_status (*registry_new)(int, const voxshm_registry_options *, voxshm_registry **);
-    void (*registry_free)(voxshm_registry *);
-    voxshm_status (*registry_alloc)(const voxshm_registry *, size_t, int64_t,
-                                    voxshm_allocation *);
-    voxshm_status (*registry_send)(const voxshm_registry *, const voxshm_allocation *, size_t);
-    voxshm_status (*registry_wait_idle)(const voxshm_registry *, int64_t);
-    voxshm_status (*attachments_new)(int, const voxshm_attachments_options *,
-                                     voxshm_attachments **);
-    void (*attachments_free)(voxshm_attachments *);
-    voxshm_status (*attachments_recv)(const voxshm_attachments *, int64_t, voxshm_view *);
-    voxshm_status (*attachments_release)(const voxshm_attachments *, const voxshm_view *);
-};
-
-/* Looks up one symbol. ISO C cannot convert an object pointer (what dlsym
- * returns) to a function pointer with a cast; POSIX guarantees that copying
- * the bytes works. */
-static int load(void *lib, const char *name, void *fn_ptr, size_t fn_size) {
-    dlerror(); /* clear any old error */
-    void *sym = dlsym(lib, name);
-    if (sym == NULL) {
-        const char *err = dlerror();
-        fprintf(stderr, "dlopen_example: %s: %s\n", name, err ? err : "not found");
-        return 0;
-    }
-    memcpy(fn_ptr, &sym, fn_size);
-    return 1;
-}
-
-#define LOAD(lib, api, field) load(lib, "voxshm_" #field, &(api)->field, sizeof (api)->field)
-
-static int fail(const struct voxshm_api *vx, const char *what, voxshm_status st) {
+static int fail(const voxshm_api *vx, const char *what, voxshm_status st) {
     fprintf(stderr, "dlopen_example: %s: %s (%s)\n", what, vx->status_name((int)st),
             vx->last_error());
     return 1;
@@ -80,25 +44,18 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* 2. Before anything else, check that the library's ABI is the one
-     *    voxshm.h describes. A library with another ABI version may lay
-     *    out its structs differently: refuse it. */
-    struct voxshm_api vx;
-    if (!LOAD(lib, &vx, abi_version)) return 1;
-    if (vx.abi_version() != VOXSHM_ABI_VERSION) {
-        fprintf(stderr, "dlopen_example: %s has ABI version %u, this program needs %d\n", name,
-                (unsigned)vx.abi_version(), VOXSHM_ABI_VERSION);
+    /* 2. Fill the table of functions. voxshm_api_load first checks that
+     *    the library's ABI is the one voxshm.h describes (a library with
+     *    another ABI version may lay out its structs differently: it is
+     *    refused), then looks up every function. */
+    voxshm_api vx;
+    const char *missing = voxshm_api_load(lib, &vx);
+    if (missing != NULL) {
+        fprintf(stderr, "dlopen_example: %s: cannot use it (%s: %s)\n", name, missing,
+                strcmp(missing, "VOXSHM_ABI_VERSION") == 0 ? "another ABI version"
+                                                           : "symbol not found");
         return 1;
     }
-
-    /* 3. Look up the rest. */
-    if (!(LOAD(lib, &vx, version) && LOAD(lib, &vx, last_error) && LOAD(lib, &vx, status_name)
-          && LOAD(lib, &vx, channel_pair) && LOAD(lib, &vx, registry_new)
-          && LOAD(lib, &vx, registry_free) && LOAD(lib, &vx, registry_alloc)
-          && LOAD(lib, &vx, registry_send) && LOAD(lib, &vx, registry_wait_idle)
-          && LOAD(lib, &vx, attachments_new) && LOAD(lib, &vx, attachments_free)
-          && LOAD(lib, &vx, attachments_recv) && LOAD(lib, &vx, attachments_release)))
-        return 1;
     printf("dlopen_example: loaded %s: voxshm %s, ABI %u\n", name, vx.version(),
            (unsigned)vx.abi_version());
 

@@ -26,6 +26,36 @@ fn check(name: &str, body: &str, std: &str, cpp: bool) {
 }
 
 #[test]
+fn committed_dlopen_header_matches_the_code() {
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/voxshm_dlopen.h"));
+    let committed = std::fs::read_to_string(cbuild::root().join("include/voxshm_dlopen.h"))
+        .expect("read include/voxshm_dlopen.h");
+    assert!(
+        generated == committed,
+        "include/voxshm_dlopen.h is out of date; regenerate it with: VOXSHM_UPDATE_HEADER=1 cargo build"
+    );
+}
+
+#[test]
+fn dlopen_header_compiles_alone_and_covers_every_function() {
+    let body = "#include \"voxshm_dlopen.h\"\n#include \"voxshm_dlopen.h\"\nint main(int argc, char **argv) { voxshm_api api; (void)argv; return argc > 5 && voxshm_api_load(NULL, &api) != NULL; }\n";
+    check("dlopen_c11.c", body, "c11", false);
+    check("dlopen_cpp17.cpp", body, "c++17", true);
+    let header = std::fs::read_to_string(cbuild::root().join("include/voxshm.h")).unwrap();
+    let dl = std::fs::read_to_string(cbuild::root().join("include/voxshm_dlopen.h")).unwrap();
+    let (_, code) = comments_and_code(&header);
+    for f in names(&code)
+        .into_iter()
+        .filter(|n| code.contains(&format!(" {n}(")))
+    {
+        assert!(
+            dl.contains(&format!("dlsym(lib, \"{f}\")")),
+            "voxshm_dlopen.h does not load {f}"
+        );
+    }
+}
+
+#[test]
 fn header_compiles_alone_in_c_and_cpp() {
     // Included twice: the include guard must hold.
     let body = "#include \"voxshm.h\"\n#include \"voxshm.h\"\nint main(void) { return VOXSHM_OK + (int)sizeof(voxshm_view) * 0; }\n";

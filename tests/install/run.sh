@@ -39,6 +39,7 @@ fi
 [ "$(readlink -f "$libdir/libvoxshm.so")" = "$(readlink -f "$real")" ] || fail "libvoxshm.so does not lead to $(basename "$real")"
 [ -f "$libdir/libvoxshm.a" ] || fail "no libvoxshm.a"
 [ -f "$prefix/include/voxshm.h" ] || fail "no include/voxshm.h"
+[ -f "$prefix/include/voxshm_dlopen.h" ] || fail "no include/voxshm_dlopen.h"
 if [ -f "$here/../../include/voxshm.hpp" ]; then
   [ -f "$prefix/include/voxshm.hpp" ] || fail "no include/voxshm.hpp"
 fi
