@@ -92,6 +92,7 @@ void bench_voxshm_options(const bench_plan *pl, voxshm_registry_options *o) {
   o->region_size = pl->inflight;
   o->budget = pl->inflight;
   o->keep_warm = pl->inflight;
+  o->max_in_flight_bytes = pl->inflight;
   o->send_timeout_ms = VX_TIMEOUT_MS;
 }
 

@@ -306,6 +306,7 @@ int main(int argc, char **argv) {
     voxshm_registry_options_init(&opts);
     opts.region_size = 64u << 20;
     opts.budget = (uint64_t)WARMUP_REGIONS * (64u << 20);
+    opts.max_in_flight_bytes = 0; /* throughput: as deep a queue as the budget holds */
     opts.keep_warm = opts.budget;
     st = voxshm_registry_new(fd, &opts, &reg);
     if (st != VOXSHM_OK) {

@@ -1326,6 +1326,7 @@ fn registry_options(inp: &mut Input) -> RegistryOptions {
         vox_compat: flags & 1 != 0,
         force_tempfile: flags & 2 != 0,
         stats_faults: flags & 4 != 0,
+        max_in_flight_bytes: if flags & 8 != 0 { budget / 2 } else { 0 },
     }
 }
 

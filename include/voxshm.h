@@ -617,6 +617,14 @@ typedef struct voxshm_registry_options {
    * `VOXSHM_REGISTRY_*` flags (default 0).
    */
   uint32_t flags;
+  /**
+   * Most bytes of published payloads the receiver has not released yet
+   * (default 64 MiB; 0: no limit). When the next payload would go over
+   * it, alloc waits for releases (a payload alone may be larger): the
+   * queue, and the latency, of a producer faster than its consumer stay
+   * a few payloads. Added after the first version of this struct.
+   */
+  uint64_t max_in_flight_bytes;
 } voxshm_registry_options;
 
 /**

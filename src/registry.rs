@@ -30,6 +30,11 @@ pub struct RegistryOptions {
     /// Bytes of fully free regions kept mapped for reuse; idle regions
     /// beyond this are retired.
     pub keep_warm: u64,
+    /// Most bytes of published payloads the receiver has not released yet
+    /// (0: no limit). When the next payload would go over it, `alloc` waits
+    /// for releases (a payload alone may be larger). This bounds the queue,
+    /// and with it the latency, of a producer faster than its consumer.
+    pub max_in_flight_bytes: u64,
     /// How long a send waits for room in the channel (and for the
     /// receiver's HELLO) when the call itself has no timeout.
     pub send_timeout_ms: i64,
@@ -49,6 +54,7 @@ impl Default for RegistryOptions {
             region_size: 64 << 20,
             budget: 1 << 30,
             keep_warm: 64 << 20,
+            max_in_flight_bytes: 64 << 20,
             send_timeout_ms: 10_000,
             vox_compat: false,
             force_tempfile: false,
@@ -142,6 +148,8 @@ struct Side {
     next_token: u64,
     allocations: u64,
     live_leases: u64,
+    /// Bytes of those leases.
+    leased_bytes: u64,
     /// Leases the receiver still held when it went away (reclaimed).
     lost_leases: u64,
     /// The references of those leases, for `wait_released`.
@@ -220,6 +228,7 @@ impl Side {
         }
         if let Some(l) = self.leases.remove(&key) {
             self.pool.give_back(r.map_id, r.map_offset, l.len);
+            self.leased_bytes -= l.len;
         }
         self.live_leases -= 1;
     }
@@ -249,6 +258,7 @@ impl Side {
             }
         }
         self.live_leases = 0;
+        self.leased_bytes = 0;
         self.lost_leases = held.len() as u64;
         self.pool.cancel_retirements();
         info!(
@@ -356,9 +366,13 @@ impl Side {
         let tail = lease.len.saturating_sub(keep);
         if tail > 0 {
             lease.len = keep;
+        }
+        let held = lease.len;
+        if tail > 0 {
             self.pool.give_back(r.map_id, r.map_offset + keep, tail);
         }
         self.live_leases += 1;
+        self.leased_bytes += held;
         self.allocations -= 1;
         self.payloads_published += 1;
         self.payload_bytes_published += r.payload_len as u64;
@@ -449,6 +463,22 @@ impl Registry {
             g.s.link.check_usable()?;
             self.pump(&mut g)?;
             g.s.link.check_usable()?;
+            let side = &g.s.side;
+            let limit = self.opts.max_in_flight_bytes;
+            let queue_full = limit > 0 && side.live_leases > 0 && side.leased_bytes + need > limit;
+            if queue_full {
+                if deadline.expired() {
+                    return Err(Error::new(
+                        Status::NoSpace,
+                        format!(
+                            "{} payloads ({} bytes) are in flight, and this one would go over max_in_flight_bytes {limit}; none was released in time",
+                            side.live_leases, side.leased_bytes
+                        ),
+                    ));
+                }
+                g = self.hub.wait(g, deadline)?;
+                continue;
+            }
             if let Some(a) = g.s.side.take(need) {
                 return Ok(a);
             }
@@ -743,6 +773,7 @@ impl Unstarted<RegistryOptions> {
             next_token: 1,
             allocations: 0,
             live_leases: 0,
+            leased_bytes: 0,
             lost_leases: 0,
             reclaimed: Default::default(),
             ignored_releases: 0,

@@ -536,3 +536,37 @@ fn page_fault_counts_in_stats_are_opt_in() {
     .unwrap();
     assert!(reg.stats().minor_faults > 0 && att.stats().minor_faults > 0);
 }
+
+#[test]
+fn a_producer_faster_than_its_consumer_queues_a_few_payloads_not_the_budget() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    assert_eq!(reg.options().max_in_flight_bytes, 64 << 20);
+    const FRAME: u64 = 1920 * 1080 * 4;
+    let mut sent = 0;
+    let e = loop {
+        match reg.alloc(FRAME, 0) {
+            Ok(al) => {
+                reg.send(&al, FRAME, LONG_MS).unwrap();
+                sent += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    // 8 frames fit in 64 MiB; the ninth waits (with timeout 0: NO_SPACE).
+    assert_eq!(sent, 8);
+    assert_eq!(e.status, NoSpace);
+    assert!(e.message.contains("max_in_flight_bytes"), "{e}");
+    // One release makes room for one more.
+    let v = att.recv(LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    let al = reg.alloc(FRAME, LONG_MS).unwrap();
+    reg.abort(&al).unwrap();
+    // A payload larger than the limit still goes when nothing is in flight.
+    let (a, _b) = Channel::pair().unwrap();
+    let big = Registry::new(a, RegistryOptions::default()).unwrap();
+    let al = big.alloc(100 << 20, 0).unwrap();
+    big.abort(&al).unwrap();
+}

@@ -85,9 +85,10 @@ pub(super) fn out<T>(p: *mut T, name: &str) -> Result<()> {
 fn read_versioned<T: Copy>(p: *const T, defaults: T, min: usize) -> Result<T> {
     let given = arg(p.cast::<usize>(), "options")?;
     let size = *given;
-    if size < min || size > size_of::<T>() {
+    // Every version of a struct is a whole number of 8-byte words.
+    if size < min || size > size_of::<T>() || size % 8 != 0 {
         return Err(invalid(&format!(
-            "options struct_size is {size}; this library accepts {min}..={} (use the *_options_init function)",
+            "options struct_size is {size}; this library accepts the size of a version of the struct, {min}..={} (use the *_options_init function)",
             size_of::<T>()
         )));
     }

@@ -71,6 +71,12 @@ pub struct voxshm_registry_options {
     pub send_timeout_ms: i64,
     /// `VOXSHM_REGISTRY_*` flags (default 0).
     pub flags: u32,
+    /// Most bytes of published payloads the receiver has not released yet
+    /// (default 64 MiB; 0: no limit). When the next payload would go over
+    /// it, alloc waits for releases (a payload alone may be larger): the
+    /// queue, and the latency, of a producer faster than its consumer stay
+    /// a few payloads. Added after the first version of this struct.
+    pub max_in_flight_bytes: u64,
 }
 
 /// Counters and limits of a registry. Set `struct_size` to
@@ -363,6 +369,7 @@ impl Versioned for voxshm_registry_options {
             keep_warm: d.keep_warm,
             send_timeout_ms: d.send_timeout_ms,
             flags: 0,
+            max_in_flight_bytes: d.max_in_flight_bytes,
         }
     }
 }
@@ -381,6 +388,7 @@ impl TryFrom<voxshm_registry_options> for RegistryOptions {
             region_size: o.region_size,
             budget: o.budget,
             keep_warm: o.keep_warm,
+            max_in_flight_bytes: o.max_in_flight_bytes,
             send_timeout_ms: o.send_timeout_ms,
             vox_compat: o.flags & VOXSHM_REGISTRY_VOX_COMPAT != 0,
             force_tempfile: o.flags & VOXSHM_REGISTRY_FORCE_TEMPFILE != 0,
@@ -453,6 +461,6 @@ impl From<voxshm_allocation> for Allocation {
 // The frozen first-version sizes must match the structs as first shipped.
 const _: () = {
     assert!(VOXSHM_TIMEOUT_CONFIGURED == crate::registry::TIMEOUT_CONFIGURED);
-    assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE);
+    assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE + 8);
     assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE);
 };

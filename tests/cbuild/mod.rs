@@ -137,6 +137,11 @@ pub fn compile_only(src: &Path, std: &str, cpp: bool, extra: &[&str]) -> Output 
 
 /// Runs a built program and asserts it exits 0, showing its output if not.
 pub fn run_ok(cmd: &mut Command) -> Output {
+    // cargo's LD_LIBRARY_PATH names target/<profile> too, where a
+    // `cargo build` of another profile may have left an older library
+    // (with its libvoxshm.so.0 link): the programs must load the one built
+    // with this test, by their RUNPATH.
+    cmd.env_remove("LD_LIBRARY_PATH");
     let o = cmd.output().expect("run test program");
     assert!(
         o.status.success(),
