@@ -175,8 +175,26 @@ static void policies() {
   EXPECT(status_of([&] { voxshm::connect(name, co); }) == VOXSHM_PEER_NOT_ALLOWED);
 }
 
+// One timeout rule: send() waits the configured send_timeout_ms by default
+// (spelled VOXSHM_TIMEOUT_CONFIGURED), like every other call only when
+// asked; 0 does not wait.
+static void timeouts() {
+  int fds[2];
+  EXPECT(voxshm_channel_pair(fds) == VOXSHM_OK);
+  voxshm_registry_options ro;
+  voxshm_registry_options_init(&ro);
+  ro.send_timeout_ms = 30;
+  voxshm::registry reg(fds[0], &ro);
+  voxshm::allocation a = reg.alloc(100, 0);
+  // Nobody says HELLO: the default waits the configured 30 ms, then throws.
+  EXPECT(status_of([&] { reg.send(std::move(a), 100); }) == VOXSHM_TIMEOUT);
+  EXPECT(status_of([&] { reg.send(std::move(a), 100, 0); }) == VOXSHM_TIMEOUT);
+  close(fds[1]);
+}
+
 int main() {
   EXPECT(voxshm::version() == voxshm_version());
+  timeouts();
   in_process();
   across_processes();
   policies();
