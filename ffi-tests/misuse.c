@@ -143,12 +143,16 @@ static void null_pointers(void) {
   CHECK_OK(voxshm_attachments_release(att, &v));
   CHECK_OK(voxshm_registry_wait_idle(reg, 5000));
 
-  /* Stats structs: struct_size must cover this header's struct; a larger
-     (newer) struct gets this library's part, and its struct_size says so. */
+  /* Stats structs: struct_size must cover at least the struct's first
+     version (a caller built against it gets that part); a larger (newer)
+     struct gets this library's part, and its struct_size says so. */
   rs.struct_size = 0;
   CHECK_STATUS(voxshm_registry_get_stats(reg, &rs), INVALID);
-  rs.struct_size = sizeof rs - 8;
+  rs.struct_size = VOXSHM_REGISTRY_STATS_V1_SIZE - 8;
   CHECK_STATUS(voxshm_registry_get_stats(reg, &rs), INVALID);
+  rs.struct_size = VOXSHM_REGISTRY_STATS_V1_SIZE;
+  CHECK_OK(voxshm_registry_get_stats(reg, &rs));
+  CHECK(rs.struct_size == VOXSHM_REGISTRY_STATS_V1_SIZE);
   as.struct_size = sizeof(size_t);
   CHECK_STATUS(voxshm_attachments_get_stats(att, &as), INVALID);
   struct {

@@ -499,6 +499,7 @@ static void registry_vs_hostile_receiver(void) {
   raw_ext(raw, EXT_RELEASE, 1, e, 24);
   raw_ext(raw, EXT_RELEASE, 1, e, release_entry(e, 77, 1, 0, 100));
   CHECK_OK(voxshm_registry_poll(reg));
+  CHECK(reg_stats(reg).ignored_releases == 2);
   CHECK_OK(voxshm_registry_wait_idle(reg, 0));
   CHECK_OK(voxshm_registry_alloc(reg, 100, 0, &a));
   CHECK_OK(voxshm_registry_abort(reg, &a));

@@ -733,6 +733,12 @@ typedef struct voxshm_registry_stats {
    * the `*_STATS_FAULTS` option flag; 0 without it.
    */
   uint64_t minor_faults;
+  /**
+   * Releases from the receiver that named no payload it held (released
+   * twice, or never sent) and were ignored. Added after the first
+   * version of this struct.
+   */
+  uint64_t ignored_releases;
 } voxshm_registry_stats;
 
 

@@ -117,7 +117,7 @@ pub struct RegistryStats {
     pub payload_bytes_published: u64,
     pub minor_faults: u64,
     /// RELEASE entries from the receiver that named no live lease and were
-    /// ignored (not exported through the C ABI yet).
+    /// ignored.
     pub ignored_releases: u64,
 }
 

@@ -119,6 +119,10 @@ pub struct voxshm_registry_stats {
     /// Minor page faults of the whole process so far (`getrusage`), with
     /// the `*_STATS_FAULTS` option flag; 0 without it.
     pub minor_faults: u64,
+    /// Releases from the receiver that named no payload it held (released
+    /// twice, or never sent) and were ignored. Added after the first
+    /// version of this struct.
+    pub ignored_releases: u64,
 }
 
 /// The sender's side: owns regions, hands out payload space, sends
@@ -428,6 +432,7 @@ impl From<(RegistryStats, &RegistryOptions)> for voxshm_registry_stats {
             payloads_published: s.payloads_published,
             payload_bytes_published: s.payload_bytes_published,
             minor_faults: s.minor_faults,
+            ignored_releases: s.ignored_releases,
         }
     }
 }
@@ -462,5 +467,5 @@ impl From<voxshm_allocation> for Allocation {
 const _: () = {
     assert!(VOXSHM_TIMEOUT_CONFIGURED == crate::registry::TIMEOUT_CONFIGURED);
     assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE + 8);
-    assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE);
+    assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE + 8);
 };
