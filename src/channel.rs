@@ -418,25 +418,20 @@ impl Channel {
     /// True when the peer closed its end without sending anything (a
     /// probe, or a client that died before its connection was accepted).
     pub(crate) fn hung_up_silently(&self) -> bool {
-        let mut p = [sys::pollfd(self.raw(), libc::POLLIN | libc::POLLRDHUP)];
-        match sys::poll(&mut p, Deadline::now()) {
-            Ok(_) if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 => {
-                let mut b = 0u8;
-                // SAFETY: peeks at most one byte into a live u8; nothing is
-                // consumed.
-                let n = unsafe {
-                    libc::recv(
-                        self.raw(),
-                        (&mut b as *mut u8).cast(),
-                        1,
-                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                    )
-                };
-                n == 0
-            }
-            Ok(_) => false,
-            Err(_) => false,
+        if !self.peer_shut_down() {
+            return false;
         }
+        let mut b = 0u8;
+        // SAFETY: peeks at most one byte into a live u8; nothing is consumed.
+        let n = unsafe {
+            libc::recv(
+                self.raw(),
+                (&mut b as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0
     }
 
     /// True when the peer has closed or shut down its end (`POLLRDHUP`).

@@ -147,10 +147,6 @@ impl Link {
         self.chan.raw()
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     pub fn counters(&self) -> Counters {
         self.counters
     }
@@ -439,11 +435,6 @@ impl Link {
             ref s => s.clone(),
         };
         Ok(())
-    }
-
-    /// Gives the socket back (closing nothing).
-    pub fn into_channel(self) -> Channel {
-        self.chan
     }
 }
 

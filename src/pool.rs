@@ -270,10 +270,6 @@ impl Pool {
             .is_some_and(|s| s.generation == generation && s.retiring)
     }
 
-    pub fn any_retiring(&self) -> bool {
-        self.regions.values().any(|s| s.retiring)
-    }
-
     /// Regions retiring, waiting for their acknowledgement.
     pub fn retiring(&self) -> usize {
         self.regions.values().filter(|s| s.retiring).count()

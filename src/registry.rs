@@ -216,9 +216,7 @@ impl Side {
     /// poison the link through what it does with views.
     fn release(&mut self, r: &Ref) {
         let key = (r.map_id, r.map_offset);
-        let leased = self.pool.holds(r.map_id, r.map_generation)
-            && matches!(self.leases.get(&key), Some(l) if l.published == Some((r.payload_len, THE_PEER)));
-        if !leased {
+        if !self.is_leased(r) {
             self.ignored_releases += 1;
             warn!(
                 ?r,
@@ -231,6 +229,14 @@ impl Side {
             self.leased_bytes -= l.len;
         }
         self.live_leases -= 1;
+    }
+
+    /// Whether `r` names a payload the receiver holds: published with
+    /// exactly this length at this place of this generation.
+    fn is_leased(&self, r: &Ref) -> bool {
+        self.pool.holds(r.map_id, r.map_generation)
+            && matches!(self.leases.get(&(r.map_id, r.map_offset)),
+                Some(l) if l.published == Some((r.payload_len, THE_PEER)))
     }
 
     /// The receiver is gone: every lease it held comes back, and no
@@ -567,7 +573,7 @@ impl Registry {
         });
         let mut g = self.hub.lock();
         // Argument errors come before any waiting.
-        g.s.side.check_publish(a, len)?;
+        let mut r = g.s.side.check_publish(a, len)?;
         loop {
             // Once the receiver has said HELLO there is nothing to read
             // first: alloc applied the releases, and a receiver that has
@@ -577,7 +583,6 @@ impl Registry {
                 self.pump(&mut g)?;
             }
             g.s.link.check_usable()?;
-            g.s.side.lease_mut(a)?;
             if g.s.link.peer_said_hello() {
                 break;
             }
@@ -588,8 +593,10 @@ impl Registry {
                 ));
             }
             g = self.hub.wait(g, deadline)?;
+            // Another thread may have published or aborted it meanwhile.
+            r = g.s.side.check_publish(a, len)?;
         }
-        let r = Self::send_ref(&mut g.s, a, len, deadline);
+        let r = Self::send_ref(&mut g.s, a, &r, deadline);
         // Releases applied while waiting for room in the channel may have
         // freed space that other threads are waiting for.
         self.hub.notify(&g);
@@ -597,16 +604,16 @@ impl Registry {
     }
 
     /// The part of `send` after the HELLO exchange: publishes and sends the
-    /// reference; on failure the allocation is still the caller's.
-    fn send_ref(st: &mut State, a: &Allocation, len: u64, deadline: Deadline) -> Result<()> {
-        let r = st.side.check_publish(a, len)?;
+    /// reference `r` (which `check_publish` returned for `a` under this
+    /// lock); on failure the allocation is still the caller's.
+    fn send_ref(st: &mut State, a: &Allocation, r: &Ref, deadline: Deadline) -> Result<()> {
         fence(Ordering::Release);
         // The lease is marked published only once the REF is out: if the
         // send fails (also when it finds the receiver gone, which reclaims
         // every published lease) the allocation is still the caller's.
-        Self::send_blocking(st, &Ext::Ref(r).encode(), None, true, deadline)?;
+        Self::send_blocking(st, &Ext::Ref(*r).encode(), None, true, deadline)?;
         // Nothing the drain above applied can touch an unpublished lease.
-        st.side.mark_published(a, &r)
+        st.side.mark_published(a, r)
     }
 
     /// Gives back an allocation that was never published.
@@ -647,7 +654,7 @@ impl Registry {
             self.pump(&mut g)?;
             let State { link, side } = &mut g.s;
             side.retire_idle(link, side.pool.keep_warm());
-            if side.live_leases == 0 && !side.pool.any_retiring() {
+            if side.live_leases == 0 && side.pool.retiring() == 0 {
                 if side.lost_leases > 0 {
                     return Err(Error::new(
                         Status::PeerGone,
@@ -698,10 +705,7 @@ impl Registry {
                     format!("the receiver went away holding {r}; it was reclaimed"),
                 ));
             }
-            let leased = side.pool.holds(r.map_id, r.map_generation)
-                && matches!(side.leases.get(&(r.map_id, r.map_offset)),
-                    Some(l) if matches!(l.published, Some((len, _)) if len == r.payload_len));
-            if !leased {
+            if !side.is_leased(r) {
                 return Ok(());
             }
             g.s.link.check_poisoned()?;

@@ -248,10 +248,6 @@ impl Cursor {
         }
         Ok(true)
     }
-
-    fn len(&self) -> u64 {
-        self.mine.abs_diff(self.theirs)
-    }
 }
 
 fn encode(r: &Ref) -> [u64; 3] {
@@ -283,7 +279,6 @@ fn decode(w: [u64; 3]) -> std::result::Result<Ref, RingError> {
 pub struct Segment {
     map: MmapRaw,
     side: Side,
-    caps: Capacities,
     refs: Cursor,
     releases: Cursor,
 }
@@ -405,16 +400,7 @@ impl Segment {
             releases: cursor(RELEASES_AT, caps.releases_at(), caps.releases),
             map,
             side,
-            caps,
         }
-    }
-
-    pub fn capacities(&self) -> Capacities {
-        self.caps
-    }
-
-    pub fn side(&self) -> Side {
-        self.side
     }
 
     /// The ring this side produces into, and the one it consumes.
@@ -457,11 +443,6 @@ impl Segment {
     /// Before sleeping for room to push: announces it, then looks again.
     pub fn prepare_wait_for_room(&mut self) -> std::result::Result<bool, RingError> {
         self.rings().0.producer_wait()
-    }
-
-    /// Entries this side pushed that the peer has not taken (as last seen).
-    pub fn pushed_unconsumed(&mut self) -> u64 {
-        self.rings().0.len()
     }
 }
 
