@@ -415,9 +415,9 @@ static void options_misuse(void) {
     ro.struct_size = bad_sizes[i];
     CHECK_STATUS(voxshm_registry_new(fds[0], &ro, &reg), INVALID);
   }
-  const uint32_t bad_flags[] = {8, 16, 0x80000000u,
+  const uint32_t bad_flags[] = {16, 32, 0x80000000u,
                                 VOXSHM_REGISTRY_VOX_COMPAT | VOXSHM_REGISTRY_FORCE_TEMPFILE |
-                                    VOXSHM_REGISTRY_STATS_FAULTS | 8};
+                                    VOXSHM_REGISTRY_STATS_FAULTS | VOXSHM_REGISTRY_NO_RING | 16};
   for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
     CHECK_OK(voxshm_registry_options_init(&ro));
     ro.flags = bad_flags[i];
@@ -437,14 +437,23 @@ static void options_misuse(void) {
     ao.struct_size = bad_asizes[i];
     CHECK_STATUS(voxshm_attachments_new(fds[1], &ao, &att), INVALID);
   }
-  const uint32_t bad_aflags[] = {8, 0x80000000u,
+  const uint32_t bad_aflags[] = {16, 0x80000000u,
                                  VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED | VOXSHM_ATTACHMENTS_VOX_COMPAT |
-                                     VOXSHM_ATTACHMENTS_STATS_FAULTS | 8};
+                                     VOXSHM_ATTACHMENTS_STATS_FAULTS | VOXSHM_ATTACHMENTS_NO_RING |
+                                     16};
   for (size_t i = 0; i < sizeof bad_aflags / sizeof bad_aflags[0]; i++) {
     CHECK_OK(voxshm_attachments_options_init(&ao));
     ao.flags = bad_aflags[i];
     CHECK_STATUS(voxshm_attachments_new(fds[1], &ao, &att), INVALID);
   }
+  CHECK_OK(voxshm_attachments_options_init(&ao));
+  ao.reserved = 1;
+  CHECK_STATUS(voxshm_attachments_new(fds[1], &ao, &att), INVALID);
+  CHECK_OK(voxshm_registry_options_init(&ro));
+  ro.ring_capacity = 1000; /* not a power of two */
+  CHECK_STATUS(voxshm_registry_new(fds[0], &ro, &reg), INVALID);
+  ro.ring_capacity = 8; /* too small */
+  CHECK_STATUS(voxshm_registry_new(fds[0], &ro, &reg), INVALID);
   /* Out-parameters untouched; the fds are still ours and still work. */
   CHECK(reg == (voxshm_registry *)0x1 && att == (voxshm_attachments *)0x1);
   CHECK(fd_is_open(fds[0]) && fd_is_open(fds[1]));

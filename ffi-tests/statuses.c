@@ -81,7 +81,7 @@ static voxshm_attachments *hostile_sender(int *raw, const voxshm_attachments_opt
   uint8_t hello[16];
   put_u32(hello, 1);
   put_u32(hello + 4, ROLE_RECEIVER);
-  put_u64(hello + 8, 0);
+  put_u64(hello + 8, 1); /* features: the ring path */
   expect_ext(fds[0], EXT_HELLO, 0, hello, sizeof hello);
   *raw = fds[0];
   return att;
@@ -477,7 +477,7 @@ static void registry_vs_hostile_receiver(void) {
   uint8_t hello[16];
   put_u32(hello, 1);
   put_u32(hello + 4, ROLE_SENDER);
-  put_u64(hello + 8, 0);
+  put_u64(hello + 8, 1); /* features: the ring path */
   expect_ext(raw, EXT_HELLO, 0, hello, sizeof hello);
   voxshm_ref r = {a.map_id, a.map_generation, a.map_offset, 100, 0};
   uint8_t frame[32];

@@ -859,6 +859,8 @@ fn ext_name(m: &Ext) -> &'static str {
         Ext::Release(_) => "RELEASE",
         Ext::Retire { .. } => "RETIRE",
         Ext::RetireAck { .. } => "RETIRE_ACK",
+        Ext::Segment { .. } => "SEGMENT",
+        Ext::Wake => "WAKE",
     }
 }
 
@@ -932,6 +934,10 @@ fn receiver_options(inp: &mut Input) -> AttachmentsOptions {
         send_timeout_ms: 0,
         vox_compat: flags & 2 != 0,
         stats_faults: flags & 4 != 0,
+        // The fuzzed peer never offers the ring: these sequences exercise
+        // the socket path (the ring has a target of its own).
+        ring: flags & 8 != 0,
+        spin_us: 0,
     }
 }
 
@@ -1327,6 +1333,9 @@ fn registry_options(inp: &mut Input) -> RegistryOptions {
         force_tempfile: flags & 2 != 0,
         stats_faults: flags & 4 != 0,
         max_in_flight_bytes: if flags & 8 != 0 { budget / 2 } else { 0 },
+        ring: flags & 16 != 0,
+        ring_capacity: voxshm::registry::DEFAULT_RING_CAPACITY,
+        spin_us: 0,
     }
 }
 

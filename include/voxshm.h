@@ -37,6 +37,12 @@
 #define VOXSHM_ATTACHMENTS_STATS_FAULTS 4
 
 /**
+ * Attachments option flag: do not offer the ring path; every reference
+ * and release travels over the socket, as with a 0.1 peer.
+ */
+#define VOXSHM_ATTACHMENTS_NO_RING 8
+
+/**
  * Size of the first version of `voxshm_attachments_options`; callers
  * built against it keep working when fields are added.
  */
@@ -118,6 +124,12 @@
 #define VOXSHM_REGISTRY_STATS_FAULTS 4
 
 /**
+ * Registry option flag: do not offer the ring path; every reference and
+ * release travels over the socket, as with a 0.1 peer.
+ */
+#define VOXSHM_REGISTRY_NO_RING 8
+
+/**
  * A timeout argument that means "the configured `send_timeout_ms`"
  * (`voxshm_registry_send_timeout`); every other negative timeout means
  * "wait forever". It is `INT64_MIN`.
@@ -134,6 +146,26 @@
  * Size of the first version of `voxshm_registry_stats`.
  */
 #define VOXSHM_REGISTRY_STATS_V1_SIZE 136
+
+/**
+ * The default of `RegistryOptions::ring_capacity`.
+ */
+#define DEFAULT_RING_CAPACITY 1024
+
+/**
+ * The default of the options' `spin_us`.
+ */
+#define DEFAULT_SPIN_US 50
+
+/**
+ * HELLO feature bit: this side can carry references and releases through
+ * a ring segment (`docs/protocol.md`, "The ring path").
+ */
+#define FEATURE_RING 1
+
+#define SEGMENT 6
+
+#define WAKE 7
 
 /**
  * Outcome of a voxshm call. The numbers are part of the ABI: they are
@@ -354,6 +386,16 @@ typedef struct voxshm_attachments_options {
    * kept and sent by a later call (default 10000 ms).
    */
   int64_t send_timeout_ms;
+  /**
+   * How long a blocking `voxshm_attachments_recv` spins, watching the
+   * ring, before it sleeps (microseconds; default 50; 0: never spin).
+   * Added after the first version of this struct.
+   */
+  uint32_t spin_us;
+  /**
+   * Reserved, 0.
+   */
+  uint32_t reserved;
 } voxshm_attachments_options;
 
 /**
@@ -492,6 +534,18 @@ typedef struct voxshm_attachments_stats {
    * the `*_STATS_FAULTS` option flag; 0 without it.
    */
   uint64_t minor_faults;
+  /**
+   * 1 once references and releases travel through the ring segment
+   * (both sides offered it); 0 while they use the socket. Added after
+   * the first version of this struct.
+   */
+  uint64_t ring;
+  /**
+   * Wake-up messages sent to a sender that was asleep waiting for
+   * releases or for room in the ring. Added after the first version of
+   * this struct.
+   */
+  uint64_t wakeups_sent;
 } voxshm_attachments_stats;
 
 /**
@@ -625,6 +679,20 @@ typedef struct voxshm_registry_options {
    * a few payloads. Added after the first version of this struct.
    */
   uint64_t max_in_flight_bytes;
+  /**
+   * Entries of each of the ring segment's two rings (default 1024; a
+   * power of two, 16..=1048576): how many references can wait for the
+   * receiver before `voxshm_registry_send` waits for room. Added after
+   * the first version of this struct.
+   */
+  uint32_t ring_capacity;
+  /**
+   * How long a blocking call spins, watching the ring, before it sleeps
+   * (microseconds; default 50; 0: never spin). Spinning saves the
+   * wake-up's latency when the receiver answers quickly, and costs CPU
+   * when it does not. Added after the first version of this struct.
+   */
+  uint32_t spin_us;
 } voxshm_registry_options;
 
 /**
@@ -739,6 +807,17 @@ typedef struct voxshm_registry_stats {
    * version of this struct.
    */
   uint64_t ignored_releases;
+  /**
+   * 1 once references and releases travel through the ring segment
+   * (both sides offered it); 0 while they use the socket. Added after
+   * the first version of this struct.
+   */
+  uint64_t ring;
+  /**
+   * Wake-up messages sent to a receiver that was asleep waiting for the
+   * ring. Added after the first version of this struct.
+   */
+  uint64_t wakeups_sent;
 } voxshm_registry_stats;
 
 

@@ -9,10 +9,11 @@ use tracing::{debug, info, warn};
 
 use crate::channel::Channel;
 use crate::error::{Error, Result, Status};
-use crate::hub::{Guard, Hub, Unstarted};
+use crate::hub::{Guard, Hub, Spin, Unstarted};
 use crate::link::{Endpoint, Incoming, Link, Role};
 use crate::mappings::{Mappings, Retired};
 use crate::region::Limits;
+use crate::ring::Capacities;
 use crate::sys::{self, Deadline};
 use crate::wire::{self, Ext, Ref};
 
@@ -29,6 +30,11 @@ pub struct AttachmentsOptions {
     /// `stats()` also reads the process's page-fault count (one
     /// `getrusage`); without it, `stats()` makes no system call.
     pub stats_faults: bool,
+    /// Offer the ring path (used when the sender offers it too).
+    pub ring: bool,
+    /// How long a blocking `recv` spins, watching the ring, before it
+    /// sleeps (microseconds; 0: never spin).
+    pub spin_us: u32,
 }
 
 impl Default for AttachmentsOptions {
@@ -43,6 +49,8 @@ impl Default for AttachmentsOptions {
             send_timeout_ms: 10_000,
             vox_compat: false,
             stats_faults: false,
+            ring: true,
+            spin_us: crate::registry::DEFAULT_SPIN_US,
         }
     }
 }
@@ -82,6 +90,10 @@ pub struct AttachmentsStats {
     pub regions_retired: u64,
     pub pending_releases: u64,
     pub minor_faults: u64,
+    /// References and releases travel through the ring segment.
+    pub ring: bool,
+    /// Wake-up messages sent to a sleeping sender.
+    pub wakeups_sent: u64,
 }
 
 /// Most references queued from the channel and not yet received. Beyond
@@ -151,6 +163,12 @@ impl Endpoint for Side {
                 Ok(())
             }
             Incoming::Gone => {
+                // References the sender pushed before it went are still
+                // received: queued with the rest (a ring's worth at most).
+                while let Some(r) = link.pop()? {
+                    self.refs_received += 1;
+                    self.queue.push_back(r);
+                }
                 self.peer_gone();
                 Ok(())
             }
@@ -209,6 +227,14 @@ impl Side {
         }
         if !matches!(link.try_say_hello(), Ok(true)) {
             return;
+        }
+        // The ring first; what does not fit goes over the socket.
+        while let Some(r) = self.pending_release.last() {
+            if !matches!(link.push(r), Ok(true)) {
+                break;
+            }
+            self.pending_release.pop();
+            self.releases_sent += 1;
         }
         while !self.pending_release.is_empty() {
             let n = self.pending_release.len().min(wire::MAX_RELEASE_ENTRIES);
@@ -279,13 +305,21 @@ impl Attachments {
         &self.opts
     }
 
-    /// Applies what the sender sent (a bounded amount), waking the other
-    /// waiters when that changed anything. Sends pending releases first.
-    fn pump(&self, g: &mut Guard<'_, State>) -> Result<crate::link::Pumped> {
+    /// Applies what the sender sent over the socket (a bounded amount),
+    /// waking the other waiters when that changed anything. Sends pending
+    /// releases first. `full`: read the socket; otherwise only if
+    /// something may wait there (on the ring path, rarely).
+    fn pump(&self, g: &mut Guard<'_, State>, full: bool) -> Result<crate::link::Pumped> {
         let State { link, side } = &mut g.s;
         link.check_poisoned()?;
-        side.flush(link);
-        let mut p = link.pump(side)?;
+        if !side.pending_release.is_empty() || !side.pending_acks.is_empty() {
+            side.flush(link);
+        }
+        let mut p = if full {
+            link.pump(side)?
+        } else {
+            link.pump_if_due(side)?
+        };
         // A send found the sender gone and nothing is left to read (a
         // datagram peer shows no hang-up): it is gone.
         if side.send_failed && !p.changed && side.wants_more() && link.mark_gone() {
@@ -304,8 +338,16 @@ impl Attachments {
     pub fn recv(&self, timeout_ms: i64) -> Result<View> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
+        let mut spin = Spin::default();
+        let mut slept = false;
         loop {
             g.s.link.check_poisoned()?;
+            if g.s.side.queue.is_empty()
+                && let Some(r) = g.s.link.pop()?
+            {
+                g.s.side.refs_received += 1;
+                return self.take_ring_ref(&mut g, r);
+            }
             let State { link, side } = &mut g.s;
             if let Some(r) = side.queue.pop_front() {
                 // On the channel a region's ATTACH always comes before any
@@ -327,8 +369,12 @@ impl Attachments {
                 }
                 return res;
             }
-            let changed = self.pump(&mut g)?.changed;
-            if !g.s.side.queue.is_empty() {
+            // A caller watching the fd calls when it is readable: read it
+            // (a hang-up changes no count in the segment).
+            let read = slept || (deadline.expired() && self.hub.fd_watched());
+            let changed = self.pump(&mut g, read)?.changed;
+            slept = false;
+            if !g.s.side.queue.is_empty() || g.s.link.ring_has_entries()? {
                 continue;
             }
             if g.s.link.is_gone() {
@@ -337,14 +383,63 @@ impl Attachments {
                     "the sender closed the channel or died",
                 ));
             }
+            let nothing = || Error::new(Status::Timeout, "no payload arrived before the timeout");
             if deadline.expired() {
-                return Err(Error::new(
-                    Status::Timeout,
-                    "no payload arrived before the timeout",
-                ));
+                // A caller that polls the fd gets it readable when the next
+                // reference comes.
+                if self.hub.fd_watched() && !g.s.link.prepare_sleep()? {
+                    continue;
+                }
+                return Err(nothing());
             }
-            if !changed {
-                g = self.hub.wait(g, deadline)?;
+            if changed {
+                continue;
+            }
+            if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline) {
+                drop(g);
+                spin.pause();
+                g = self.hub.lock();
+                continue;
+            }
+            if !g.s.link.prepare_sleep()? {
+                continue;
+            }
+            g = self.hub.wait(g, deadline)?;
+            slept = true;
+        }
+    }
+
+    /// Resolves a reference taken from the ring. Its region's ATTACH went
+    /// over the socket before it was pushed: an unknown region means the
+    /// socket is read (until the region is known or nothing more is
+    /// there), and still unknown after that, the sender broke the protocol.
+    fn take_ring_ref(&self, g: &mut Guard<'_, State>, r: Ref) -> Result<View> {
+        let mut reads = 0;
+        loop {
+            let State { link, side } = &mut g.s;
+            match side.maps.check(&r, false) {
+                Ok(p) => return Ok(side.take_view(r, p)),
+                Err(e) if e.status == Status::UnknownMap => {
+                    // Bounded: a sender that keeps writing cannot hold this
+                    // call (64 reads of up to 1024 messages each).
+                    let more = reads < 64 && self.pump(g, true)?.changed;
+                    reads += 1;
+                    if !more {
+                        let e = Error::new(
+                            Status::Protocol,
+                            format!(
+                                "the sender pushed {r} into the ring before its region's ATTACH"
+                            ),
+                        );
+                        return Err(g.s.link.poison(e));
+                    }
+                }
+                Err(e) => {
+                    warn!(?r, error = %e, "received reference does not resolve; releasing it");
+                    side.pending_release.push(r);
+                    side.flush(link);
+                    return Err(e);
+                }
             }
         }
     }
@@ -380,7 +475,7 @@ impl Attachments {
                     ),
                 ));
             }
-            let changed = self.pump(&mut g)?.changed;
+            let changed = self.pump(&mut g, true)?.changed;
             match Self::check(&g.s, r) {
                 Ok(p) => return Ok(g.s.side.take_view(*r, p)),
                 Err(e) if e.status == Status::UnknownMap && !g.s.link.is_gone() => {
@@ -470,7 +565,7 @@ impl Attachments {
     /// ATTACH rejection it met, after applying everything else.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
-        match self.pump(&mut g)?.rejected {
+        match self.pump(&mut g, false)?.rejected {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -502,12 +597,14 @@ impl Attachments {
             } else {
                 0
             },
+            ring: g.s.link.ring_active(),
+            wakeups_sent: g.s.link.wakes_sent(),
         }
     }
 
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        let _ = self.pump(&mut g);
+        let _ = self.pump(&mut g, true);
         g.s.link.is_gone()
     }
 }
@@ -518,7 +615,12 @@ impl Unstarted<AttachmentsOptions> {
     /// full is said by a later call.
     pub fn start(self, chan: Channel) -> Attachments {
         let opts = self.opts;
-        let mut link = Link::new(chan, Role::Receiver);
+        // A receiver takes the capacities the sender chooses.
+        let ring = (opts.ring && !opts.vox_compat).then_some(Capacities {
+            refs: 0,
+            releases: 0,
+        });
+        let mut link = Link::new(chan, Role::Receiver, ring);
         if !opts.vox_compat {
             match link.try_say_hello() {
                 Ok(_) => {}

@@ -3,6 +3,7 @@
 //! stable name (`Status::name`, also what C sees); its stable number is the
 //! C ABI's business (`ffi::voxshm_status`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -156,11 +157,13 @@ impl Status {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     pub status: Status,
-    pub message: String,
+    /// Borrowed for the fixed messages of hot paths ("nothing there yet"),
+    /// so making such an error allocates nothing.
+    pub message: Cow<'static, str>,
 }
 
 impl Error {
-    pub fn new(status: Status, message: impl Into<String>) -> Error {
+    pub fn new(status: Status, message: impl Into<Cow<'static, str>>) -> Error {
         Error {
             status,
             message: message.into(),

@@ -10,7 +10,9 @@
 //! from one thread pays nothing for it.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::sys::{self, Deadline, Wake};
@@ -22,6 +24,37 @@ pub struct Hub<T> {
     /// The socket polled while waiting. It is owned by the link inside the
     /// state, which lives exactly as long as this hub.
     fd: RawFd,
+    /// The caller asked for the fd (to poll it): non-blocking calls that
+    /// find nothing then ask the peer for a wake-up.
+    watched: AtomicBool,
+}
+
+/// A blocking call's spinning before it sleeps: starts at the first ask,
+/// lasts the configured time.
+#[derive(Default)]
+pub struct Spin {
+    until: Option<Instant>,
+}
+
+impl Spin {
+    /// Whether to spin now (rather than sleep).
+    pub fn spinning(&mut self, spin_us: u32, deadline: Deadline) -> bool {
+        if spin_us == 0 || deadline.expired() {
+            return false;
+        }
+        let now = Instant::now();
+        let until = *self
+            .until
+            .get_or_insert_with(|| now + Duration::from_micros(u64::from(spin_us)));
+        now < until
+    }
+
+    /// A short pause between two looks at the ring.
+    pub fn pause(&self) {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// What a handle needs before it can take a socket: its checked options
@@ -63,12 +96,21 @@ impl<T> Hub<T> {
             cv: Condvar::new(),
             wake,
             fd,
+            watched: AtomicBool::new(false),
         }
     }
 
-    /// The socket's fd, for the caller's own poll/epoll loop.
+    /// The socket's fd, for the caller's own poll/epoll loop. From now on
+    /// non-blocking calls that find nothing arrange to make it readable
+    /// when something comes.
     pub fn fd(&self) -> RawFd {
+        self.watched.store(true, Ordering::Relaxed);
         self.fd
+    }
+
+    /// Whether the caller asked for the fd.
+    pub fn fd_watched(&self) -> bool {
+        self.watched.load(Ordering::Relaxed)
     }
 
     /// Locks the state. A panic in another thread does not make the state

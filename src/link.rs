@@ -8,14 +8,16 @@
 //! they get from it are well-formed messages meant for their role, through
 //! `Link::pump`.
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
 use crate::channel::{Channel, Message, Recv};
 use crate::error::{Error, Result, Status};
+use crate::ring::{Capacities, Segment};
 use crate::sys::Deadline;
-use crate::wire::{self, Attach, Ext};
+use crate::wire::{self, Attach, Ext, Ref};
 
 /// Which side of the protocol this end of the link speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,32 @@ pub trait Endpoint {
 /// bounded time however fast the peer writes.
 pub const MAX_MESSAGES_PER_PUMP: usize = 1024;
 
+/// How often a side whose ring is quiet reads its socket anyway, to notice
+/// a hang-up (which changes no count in the segment): at most once per
+/// this many quiet checks, and only when this long has passed since the
+/// last read.
+const QUIET_CHECKS_PER_CLOCK: u32 = 64;
+const QUIET_READ_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The ring path's state of a link.
+#[derive(Debug)]
+struct Ring {
+    /// This side announces the feature, with these capacities (a sender's
+    /// choice; a receiver takes what the sender made).
+    wanted: Option<Capacities>,
+    /// The peer's HELLO announced the feature.
+    peer_has: bool,
+    /// The segment, once sent (sender) or received (receiver).
+    segment: Option<Segment>,
+    /// The sender could not make a segment: the socket path stays.
+    unavailable: bool,
+    /// The last read of the socket stopped before it was empty.
+    socket_unread: bool,
+    quiet_checks: u32,
+    last_read: Instant,
+    wakes_sent: u64,
+}
+
 /// One connection to one peer.
 #[derive(Debug)]
 pub struct Link {
@@ -118,6 +146,7 @@ pub struct Link {
     role: Role,
     state: State,
     counters: Counters,
+    ring: Ring,
 }
 
 /// An owner's verdict on a message is an error of one of two kinds,
@@ -133,12 +162,29 @@ fn protocol(msg: String) -> Error {
 }
 
 impl Link {
-    pub fn new(chan: Channel, role: Role) -> Link {
+    /// A link over `chan`; `ring`: announce the ring path (a sender with
+    /// the capacities of the segment it will make).
+    ///
+    /// A datagram socket shows no hang-up, and a peer's death is only seen
+    /// when a send to it fails: with references in a ring nothing would be
+    /// sent, so such a link keeps to the socket path.
+    pub fn new(chan: Channel, role: Role, ring: Option<Capacities>) -> Link {
+        let ring = ring.filter(|_| chan.kind() == crate::channel::Kind::SeqPacket);
         Link {
             chan,
             role,
             state: State::Quiet,
             counters: Counters::default(),
+            ring: Ring {
+                wanted: ring,
+                peer_has: false,
+                segment: None,
+                unavailable: false,
+                socket_unread: false,
+                quiet_checks: 0,
+                last_read: Instant::now(),
+                wakes_sent: 0,
+            },
         }
     }
 
@@ -212,6 +258,9 @@ impl Link {
     fn count_sent(&mut self, n: usize) {
         self.counters.messages_sent += 1;
         self.counters.bytes_sent += n as u64;
+        if let Some(seg) = &mut self.ring.segment {
+            seg.note_socket_message();
+        }
     }
 
     /// Queues one message without blocking; `Ok(false)` when the socket is
@@ -230,7 +279,11 @@ impl Link {
         Ext::Hello {
             version: wire::PROTOCOL_VERSION,
             role: self.role.wire(),
-            features: 0,
+            features: if self.ring.wanted.is_some() {
+                wire::FEATURE_RING
+            } else {
+                0
+            },
         }
         .encode()
     }
@@ -317,10 +370,19 @@ impl Link {
         self.check_poisoned()?;
         let mut out = Pumped::default();
         let mut budget = MAX_MESSAGES_PER_PUMP;
+        if self.ring.segment.is_some() {
+            self.ring.last_read = Instant::now();
+            self.ring.quiet_checks = 0;
+        }
+        // Cleared once the socket is found empty.
+        self.ring.socket_unread = true;
         while !self.is_gone() && budget > 0 && owner.wants_more() {
             budget -= 1;
             let m = match self.chan.try_recv() {
-                Ok(Recv::Empty) => break,
+                Ok(Recv::Empty) => {
+                    self.ring.socket_unread = false;
+                    break;
+                }
                 Ok(Recv::Eof) => None,
                 Ok(Recv::Msg(m)) => Some(m),
                 Err(e) if e.status == Status::PeerGone => None,
@@ -330,6 +392,7 @@ impl Link {
             let incoming = match m {
                 None => {
                     self.state = State::Gone;
+                    self.ring.socket_unread = false;
                     debug!(role = self.role.name(), "peer gone");
                     Incoming::Gone
                 }
@@ -373,6 +436,23 @@ impl Link {
                 }
             )));
         }
+        if !attach_shaped
+            && m.fds.len() == 1
+            && self.role == Role::Receiver
+            && let Ok(Ext::Segment {
+                segment_len,
+                refs_capacity,
+                releases_capacity,
+            }) = Ext::decode(&m.bytes)
+        {
+            let fd = m.fds.pop().expect("one fd");
+            let caps = Capacities {
+                refs: refs_capacity,
+                releases: releases_capacity,
+            };
+            self.take_segment(fd, segment_len, caps)?;
+            return Ok(None);
+        }
         if attach_shaped || !m.fds.is_empty() {
             if self.role == Role::Sender {
                 return Err(protocol(format!(
@@ -393,9 +473,25 @@ impl Link {
         }
         let msg = Ext::decode(&m.bytes)?;
         let toward_receiver = match &msg {
-            Ext::Hello { version, role, .. } => {
-                self.peer_hello(*version, *role)?;
+            Ext::Hello {
+                version,
+                role,
+                features,
+            } => {
+                self.peer_hello(*version, *role, *features)?;
                 return Ok(None);
+            }
+            Ext::Wake => return Ok(None),
+            Ext::Segment { .. } => {
+                return Err(protocol(format!(
+                    "{} sent a SEGMENT message {}",
+                    self.role.peer().name(),
+                    if self.role == Role::Sender {
+                        "(only a sender makes the segment)"
+                    } else {
+                        "without exactly one fd"
+                    }
+                )));
             }
             Ext::Ref(_) | Ext::Retire { .. } => true,
             Ext::Release(_) | Ext::RetireAck { .. } => false,
@@ -410,7 +506,201 @@ impl Link {
         Ok(Some(Incoming::Ext(msg)))
     }
 
-    fn peer_hello(&mut self, version: u32, role: u32) -> Result<()> {
+    /// The receiver takes the segment the sender made: only after both
+    /// sides announced the ring, only once, and only if the message says
+    /// what the segment's own header says.
+    fn take_segment(&mut self, fd: OwnedFd, len: u64, caps: Capacities) -> Result<()> {
+        if self.ring.wanted.is_none() || !self.ring.peer_has || !self.said_hello() {
+            return Err(protocol(
+                "sender sent a ring segment, but the ring path was not agreed in HELLO".into(),
+            ));
+        }
+        if self.ring.segment.is_some() {
+            return Err(protocol("sender sent a second ring segment".into()));
+        }
+        let seg = Segment::attach(fd)?;
+        if seg.capacities() != caps || seg.byte_len() != len {
+            return Err(protocol(format!(
+                "SEGMENT says {len} bytes with capacities {}/{}; the segment's header says {} bytes, {}/{}",
+                caps.refs,
+                caps.releases,
+                seg.byte_len(),
+                seg.capacities().refs,
+                seg.capacities().releases
+            )));
+        }
+        debug!(
+            len,
+            refs = caps.refs,
+            releases = caps.releases,
+            "ring segment attached"
+        );
+        // Counted as a socket message: what this side sent before it had
+        // the segment (releases, acknowledgements) is then read by the
+        // sender, which otherwise reads its socket only on a new count.
+        let mut seg = seg;
+        seg.note_socket_message();
+        self.ring.segment = Some(seg);
+        Ok(())
+    }
+
+    /// The ring path is in use (the segment was sent or received).
+    pub fn ring_active(&self) -> bool {
+        self.ring.segment.is_some()
+    }
+
+    /// Wake-up messages this side sent.
+    pub fn wakes_sent(&self) -> u64 {
+        self.ring.wakes_sent
+    }
+
+    /// A sender that agreed the ring path with its receiver makes the
+    /// segment and sends it (waiting up to `deadline` for room, draining as
+    /// `send_blocking` does). Without memfd sealing it stays on the socket.
+    pub fn start_ring(
+        &mut self,
+        deadline: Deadline,
+        mut drain: impl FnMut(&mut Link) -> Result<()>,
+    ) -> Result<()> {
+        let agreed = self.role == Role::Sender
+            && self.ring.peer_has
+            && self.state == State::Ready
+            && self.ring.segment.is_none()
+            && !self.ring.unavailable;
+        let Some(caps) = self.ring.wanted.filter(|_| agreed) else {
+            return Ok(());
+        };
+        let (seg, fd) = match Segment::create(caps) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no ring segment; references go over the socket");
+                self.ring.unavailable = true;
+                return Ok(());
+            }
+        };
+        let msg = Ext::Segment {
+            segment_len: seg.byte_len(),
+            refs_capacity: caps.refs,
+            releases_capacity: caps.releases,
+        }
+        .encode();
+        self.send_one(&msg, Some(fd.as_raw_fd()), deadline, &mut drain)?;
+        debug!(
+            refs = caps.refs,
+            releases = caps.releases,
+            "ring segment sent"
+        );
+        self.ring.segment = Some(seg);
+        Ok(())
+    }
+
+    /// Reads the socket if something may wait there: always without a
+    /// ring; with one, when the peer's count of socket messages changed,
+    /// the last read stopped early, or (to notice a hang-up) now and then.
+    /// Otherwise makes no system call.
+    pub fn pump_if_due(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
+        self.check_poisoned()?;
+        let due = match &mut self.ring.segment {
+            None => true,
+            Some(seg) => {
+                self.ring.socket_unread || seg.peer_sent_on_socket() || {
+                    self.ring.quiet_checks += 1;
+                    self.ring
+                        .quiet_checks
+                        .is_multiple_of(QUIET_CHECKS_PER_CLOCK)
+                        && self.ring.last_read.elapsed() >= QUIET_READ_INTERVAL
+                }
+            }
+        };
+        if !due || self.is_gone() {
+            return Ok(Pumped::default());
+        }
+        self.pump(owner)
+    }
+
+    fn ring_error(&mut self, e: crate::ring::RingError) -> Error {
+        self.poison(e.into())
+    }
+
+    /// Tells a sleeping peer to look at the ring. A full socket needs no
+    /// wake-up message: the peer has something to read already.
+    fn wake_peer(&mut self) {
+        if self.check_usable().is_err() {
+            return;
+        }
+        if let Ok(true) = self.chan.try_send(&Ext::Wake.encode(), None) {
+            self.count_sent(wire::HEADER_LEN);
+            self.ring.wakes_sent += 1;
+        }
+    }
+
+    /// Pushes a reference (sender) or a release (receiver) into the ring
+    /// this side produces, waking the peer if it sleeps. `Ok(false)`: the
+    /// ring is full. A broken ring poisons the link.
+    pub fn push(&mut self, r: &Ref) -> Result<bool> {
+        self.check_poisoned()?;
+        let Some(seg) = &mut self.ring.segment else {
+            return Ok(false);
+        };
+        match seg.push(r) {
+            Ok(true) => {
+                if seg.peer_needs_wake_for_entries() {
+                    self.wake_peer();
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(self.ring_error(e)),
+        }
+    }
+
+    /// Takes the next entry of the ring this side consumes (copied and
+    /// checked for shape), waking the peer if it waits for room.
+    pub fn pop(&mut self) -> Result<Option<Ref>> {
+        self.check_poisoned()?;
+        let Some(seg) = &mut self.ring.segment else {
+            return Ok(None);
+        };
+        match seg.pop() {
+            Ok(Some(r)) => {
+                if seg.peer_needs_wake_for_room() {
+                    self.wake_peer();
+                }
+                Ok(Some(r))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.ring_error(e)),
+        }
+    }
+
+    /// Whether the ring this side consumes has an entry waiting.
+    pub fn ring_has_entries(&mut self) -> Result<bool> {
+        let Some(seg) = &mut self.ring.segment else {
+            return Ok(false);
+        };
+        seg.has_entries().map_err(|e| self.ring_error(e))
+    }
+
+    /// Before sleeping for entries: announces it in the segment, then looks
+    /// again. True: still nothing, sleep (the peer sends a wake-up with its
+    /// next entry); false: something came. Without a ring: true.
+    pub fn prepare_sleep(&mut self) -> Result<bool> {
+        let Some(seg) = &mut self.ring.segment else {
+            return Ok(true);
+        };
+        seg.prepare_sleep().map_err(|e| self.ring_error(e))
+    }
+
+    /// Before sleeping for room in the ring this side produces: announces
+    /// it, then looks again. True: still full, sleep.
+    pub fn prepare_wait_for_room(&mut self) -> Result<bool> {
+        let Some(seg) = &mut self.ring.segment else {
+            return Ok(true);
+        };
+        seg.prepare_wait_for_room().map_err(|e| self.ring_error(e))
+    }
+
+    fn peer_hello(&mut self, version: u32, role: u32, features: u64) -> Result<()> {
         let want = self.role.peer();
         if role != want.wire() {
             return Err(protocol(format!(
@@ -428,7 +718,10 @@ impl Link {
                 ),
             ));
         }
-        debug!(version, peer = want.name(), "peer said HELLO");
+        debug!(version, features, peer = want.name(), "peer said HELLO");
+        // Bits this library does not know are the peer's to offer and ours
+        // to ignore.
+        self.ring.peer_has = features & wire::FEATURE_RING != 0;
         self.state = match self.state {
             State::Quiet => State::PeerHello,
             State::HelloSent => State::Ready,

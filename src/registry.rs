@@ -10,10 +10,11 @@ use tracing::{debug, info, warn};
 
 use crate::channel::Channel;
 use crate::error::{Error, Result, Status};
-use crate::hub::{Guard, Hub, Unstarted};
+use crate::hub::{Guard, Hub, Spin, Unstarted};
 use crate::link::{Endpoint, Incoming, Link, Role};
 use crate::pool::{Pool, PoolOptions};
 use crate::region::RegionSpec;
+use crate::ring::{self, Capacities};
 use crate::sys::{self, Deadline};
 use crate::wire::{Attach, Ext, Ref};
 
@@ -46,7 +47,21 @@ pub struct RegistryOptions {
     /// `stats()` also reads the process's page-fault count (one
     /// `getrusage`); without it, `stats()` makes no system call.
     pub stats_faults: bool,
+    /// Offer the ring path: references and releases through a shared ring
+    /// segment (used when the receiver offers it too).
+    pub ring: bool,
+    /// Entries of each of the segment's two rings (a power of two,
+    /// 16..=1048576): how many references can wait for the receiver.
+    pub ring_capacity: u32,
+    /// How long a blocking call spins, watching the ring, before it
+    /// sleeps (microseconds; 0: never spin).
+    pub spin_us: u32,
 }
+
+/// The default of `RegistryOptions::ring_capacity`.
+pub const DEFAULT_RING_CAPACITY: u32 = 1024;
+/// The default of the options' `spin_us`.
+pub const DEFAULT_SPIN_US: u32 = 50;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -59,6 +74,9 @@ impl Default for RegistryOptions {
             vox_compat: false,
             force_tempfile: false,
             stats_faults: false,
+            ring: true,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            spin_us: DEFAULT_SPIN_US,
         }
     }
 }
@@ -72,6 +90,17 @@ impl RegistryOptions {
             return Err(Error::new(
                 Status::InvalidArgument,
                 "region_size and budget must be > 0",
+            ));
+        }
+        let cap = self.ring_capacity;
+        if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap) {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "ring_capacity {cap} is not a power of two in {}..={}",
+                    ring::MIN_CAPACITY,
+                    ring::MAX_CAPACITY
+                ),
             ));
         }
         // Regions are whole pages: a budget is too (640 would otherwise fit
@@ -119,6 +148,10 @@ pub struct RegistryStats {
     /// RELEASE entries from the receiver that named no live lease and were
     /// ignored.
     pub ignored_releases: u64,
+    /// References and releases travel through the ring segment.
+    pub ring: bool,
+    /// Wake-up messages sent to a sleeping receiver.
+    pub wakeups_sent: u64,
 }
 
 /// A timeout that means "the configured `send_timeout_ms`" where a call
@@ -196,7 +229,12 @@ impl Endpoint for Side {
                 }
                 self.pool.forget(map_id);
             }
-            Incoming::Gone => self.peer_gone(link),
+            Incoming::Gone => {
+                // Releases the receiver pushed before it went are releases,
+                // not losses.
+                self.take_releases(link)?;
+                self.peer_gone(link)
+            }
             other => {
                 return Err(Error::new(
                     Status::Protocol,
@@ -209,6 +247,26 @@ impl Endpoint for Side {
 }
 
 impl Side {
+    /// Applies the releases waiting in the ring (at most one ring's worth,
+    /// so a peer that keeps pushing cannot hold this call). True if any.
+    fn take_releases(&mut self, link: &mut Link) -> Result<bool> {
+        if !link.ring_active() {
+            return Ok(false);
+        }
+        let mut n = 0;
+        while n < self.opts.ring_capacity {
+            match link.pop()? {
+                Some(r) => self.release(&r),
+                None => break,
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.retire_idle(link, self.pool.keep_warm());
+        }
+        Ok(n > 0)
+    }
+
     /// Only a release that names a live lease of this receiver ends it.
     /// Anything else (twice, never sent, a reference the receiver's user
     /// made up and resolved from a transport of its own) is ignored: it can
@@ -409,14 +467,50 @@ impl Registry {
     }
 
     /// Applies what the receiver sent, without waiting, waking the other
-    /// waiters when that changed anything.
-    fn pump(&self, g: &mut Guard<'_, State>) -> Result<bool> {
+    /// waiters when that changed anything: the releases in the ring, then
+    /// the socket (`full`: read it; otherwise only if something may wait
+    /// there, which on the ring path is rarely: no system call).
+    fn pump(&self, g: &mut Guard<'_, State>, full: bool) -> Result<bool> {
         let State { link, side } = &mut g.s;
-        let changed = link.pump(side)?.changed;
+        let mut changed = side.take_releases(link)?;
+        changed |= if full {
+            link.pump(side)?
+        } else {
+            link.pump_if_due(side)?
+        }
+        .changed;
         if changed {
             self.hub.notify(g);
         }
         Ok(changed)
+    }
+
+    /// Waits for the receiver until `deadline`: on the ring path first
+    /// spins (lock released) for up to `spin_us` from the first call with
+    /// the same `spin`, then announces sleep in the segment (`for_room`:
+    /// waiting for room in the reference ring, otherwise for releases)
+    /// and sleeps. Returns whether it slept (the socket should be read).
+    fn wait<'a>(
+        &'a self,
+        mut g: Guard<'a, State>,
+        deadline: Deadline,
+        spin: &mut Spin,
+        for_room: bool,
+    ) -> Result<(Guard<'a, State>, bool)> {
+        if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline) {
+            drop(g);
+            spin.pause();
+            return Ok((self.hub.lock(), false));
+        }
+        let sleep = if for_room {
+            g.s.link.prepare_wait_for_room()?
+        } else {
+            g.s.link.prepare_sleep()?
+        };
+        if !sleep {
+            return Ok((g, false));
+        }
+        Ok((self.hub.wait(g, deadline)?, true))
     }
 
     /// Sends one message, waiting up to `deadline` for room in the channel
@@ -453,6 +547,8 @@ impl Registry {
     /// Allocates `len` bytes of payload space, waiting up to `timeout_ms`
     /// when the budget is exhausted.
     pub fn alloc(&self, len: u64, timeout_ms: i64) -> Result<Allocation> {
+        let mut spin = Spin::default();
+        let mut slept = false;
         if len == 0 {
             return Err(Error::new(Status::ZeroLength, "alloc of 0 bytes"));
         }
@@ -467,7 +563,7 @@ impl Registry {
         let (need, region_len) = g.s.side.pool.sizes_for(len)?;
         loop {
             g.s.link.check_usable()?;
-            self.pump(&mut g)?;
+            self.pump(&mut g, slept)?;
             g.s.link.check_usable()?;
             let side = &g.s.side;
             let limit = self.opts.max_in_flight_bytes;
@@ -482,7 +578,7 @@ impl Registry {
                         ),
                     ));
                 }
-                g = self.hub.wait(g, deadline)?;
+                (g, slept) = self.wait(g, deadline, &mut spin, false)?;
                 continue;
             }
             if let Some(a) = g.s.side.take(need) {
@@ -513,7 +609,7 @@ impl Registry {
                     ),
                 ));
             }
-            g = self.hub.wait(g, deadline)?;
+            (g, slept) = self.wait(g, deadline, &mut spin, false)?;
         }
     }
 
@@ -544,7 +640,7 @@ impl Registry {
     /// ordered before the reference by a release fence.
     pub fn publish(&self, a: &Allocation, len: u64) -> Result<Ref> {
         let mut g = self.hub.lock();
-        self.pump(&mut g)?;
+        self.pump(&mut g, false)?;
         g.s.link.check_usable()?;
         let side = &mut g.s.side;
         let r = side.check_publish(a, len)?;
@@ -580,7 +676,7 @@ impl Registry {
             // gone shows as EPIPE on the send itself. This keeps the hot
             // path to one system call.
             if !g.s.link.peer_said_hello() {
-                self.pump(&mut g)?;
+                self.pump(&mut g, true)?;
             }
             g.s.link.check_usable()?;
             if g.s.link.peer_said_hello() {
@@ -596,11 +692,54 @@ impl Registry {
             // Another thread may have published or aborted it meanwhile.
             r = g.s.side.check_publish(a, len)?;
         }
+        if !g.s.link.ring_active() {
+            let State { link, side } = &mut g.s;
+            link.start_ring(deadline, |l| l.pump(side).map(|_| ()))?;
+        }
+        if g.s.link.ring_active() {
+            return self.push_ref(g, a, len, deadline);
+        }
         let r = Self::send_ref(&mut g.s, a, &r, deadline);
         // Releases applied while waiting for room in the channel may have
         // freed space that other threads are waiting for.
         self.hub.notify(&g);
         r
+    }
+
+    /// The ring path of `send`: pushes the reference, waiting up to
+    /// `deadline` for room in the ring (the receiver has not taken the
+    /// ring's capacity of references yet). No system call unless the
+    /// receiver sleeps or the ring is full.
+    fn push_ref<'a>(
+        &'a self,
+        mut g: Guard<'a, State>,
+        a: &Allocation,
+        len: u64,
+        deadline: Deadline,
+    ) -> Result<()> {
+        let mut spin = Spin::default();
+        loop {
+            // Checked again after each wait: another thread may have
+            // published or aborted it meanwhile.
+            let r = g.s.side.check_publish(a, len)?;
+            fence(Ordering::Release);
+            if g.s.link.push(&r)? {
+                return g.s.side.mark_published(a, &r);
+            }
+            if deadline.expired() {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!(
+                        "the receiver has not taken the last {} references (the ring is full)",
+                        self.opts.ring_capacity
+                    ),
+                ));
+            }
+            let slept;
+            (g, slept) = self.wait(g, deadline, &mut spin, true)?;
+            self.pump(&mut g, slept)?;
+            g.s.link.check_usable()?;
+        }
     }
 
     /// The part of `send` after the HELLO exchange: publishes and sends the
@@ -634,7 +773,10 @@ impl Registry {
     /// acknowledgements, hang-up. For callers driving their own event loop.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
-        self.pump(&mut g)?;
+        // A caller watching the fd calls when it is readable: read it (a
+        // hang-up changes no count in the segment).
+        self.pump(&mut g, self.hub.fd_watched())?;
+        self.arm_fd(&mut g)?;
         g.s.link.check_usable()?;
         // Retirements that found the channel full are retried here.
         let State { link, side } = &mut g.s;
@@ -650,8 +792,11 @@ impl Registry {
     pub fn wait_idle(&self, timeout_ms: i64) -> Result<()> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
+        let mut spin = Spin::default();
+        let mut slept = false;
         loop {
-            self.pump(&mut g)?;
+            let read = slept || (deadline.expired() && self.hub.fd_watched());
+            self.pump(&mut g, read)?;
             let State { link, side } = &mut g.s;
             side.retire_idle(link, side.pool.keep_warm());
             if side.live_leases == 0 && side.pool.retiring() == 0 {
@@ -668,6 +813,8 @@ impl Registry {
             }
             link.check_usable()?;
             if deadline.expired() {
+                self.arm_fd(&mut g)?;
+                let side = &g.s.side;
                 let retiring = side.pool.retiring();
                 return Err(Error::new(
                     Status::Timeout,
@@ -683,8 +830,19 @@ impl Registry {
                     },
                 ));
             }
-            g = self.hub.wait(g, deadline)?;
+            (g, slept) = self.wait(g, deadline, &mut spin, false)?;
         }
+    }
+
+    /// A non-blocking call found nothing more to do: if the caller watches
+    /// the fd, ask the receiver (through the segment) to wake it with the
+    /// next release, so the fd becomes readable then.
+    fn arm_fd(&self, g: &mut Guard<'_, State>) -> Result<()> {
+        if self.hub.fd_watched() && !g.s.link.prepare_sleep()? {
+            // Releases came meanwhile: take them now, no wake-up needed.
+            self.pump(g, false)?;
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout_ms` until the payload `r` names is released by
@@ -696,8 +854,10 @@ impl Registry {
     pub fn wait_released(&self, r: &Ref, timeout_ms: i64) -> Result<()> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
+        let mut spin = Spin::default();
+        let mut slept = false;
         loop {
-            self.pump(&mut g)?;
+            self.pump(&mut g, slept)?;
             let side = &g.s.side;
             if side.reclaimed.contains(r) {
                 return Err(Error::new(
@@ -715,7 +875,7 @@ impl Registry {
                     format!("{r} is not released yet"),
                 ));
             }
-            g = self.hub.wait(g, deadline)?;
+            (g, slept) = self.wait(g, deadline, &mut spin, false)?;
         }
     }
 
@@ -743,13 +903,15 @@ impl Registry {
                 0
             },
             ignored_releases: side.ignored_releases,
+            ring: g.s.link.ring_active(),
+            wakeups_sent: g.s.link.wakes_sent(),
         }
     }
 
     /// True once the receiver has hung up.
     pub fn peer_is_gone(&self) -> bool {
         let mut g = self.hub.lock();
-        let _ = self.pump(&mut g);
+        let _ = self.pump(&mut g, true);
         g.s.link.is_gone()
     }
 }
@@ -767,7 +929,11 @@ impl Unstarted<RegistryOptions> {
                 force_tempfile: opts.force_tempfile,
             },
         });
-        let link = Link::new(chan, Role::Sender);
+        let ring = (opts.ring && !opts.vox_compat).then_some(Capacities {
+            refs: opts.ring_capacity,
+            releases: opts.ring_capacity,
+        });
+        let link = Link::new(chan, Role::Sender, ring);
         let fd = link.fd();
         debug!(fd, ?opts, "registry created");
         let side = Side {

@@ -18,10 +18,12 @@
 //!  128  refs:     consumer index (u64)      written by the receiver
 //!  192  refs:     consumer sleeping (u32)   set by the receiver, cleared by the sender
 //!  196  refs:     producer waiting (u32)    set by the sender, cleared by the receiver
+//!  200  refs:     socket messages (u64)     the sender's count of messages it sent
 //!  256  releases: producer index (u64)      written by the receiver
 //!  320  releases: consumer index (u64)      written by the sender
 //!  384  releases: consumer sleeping (u32)   set by the sender, cleared by the receiver
 //!  388  releases: producer waiting (u32)    set by the receiver, cleared by the sender
+//!  392  releases: socket messages (u64)     the receiver's count of messages it sent
 //! 4096  reference entries, then release entries (24 bytes each)
 //! ```
 //!
@@ -34,6 +36,13 @@
 //! consumer sees the new entry or the producer sees the flag: no wake-up is
 //! lost, and a burst costs one wake-up. "Producer waiting" is the same for a
 //! full ring, woken by the consumer.
+//!
+//! "Socket messages" lets a side skip reading its socket while nothing new
+//! was sent there: after each message it sends over the socket once the
+//! segment exists, a side increments its count; the peer reads the socket
+//! when the count changed since it last looked (and, to notice a hang-up,
+//! now and then regardless). A lying count costs the liar's own link a
+//! system call or a late message, nothing else.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -64,6 +73,7 @@ const PRODUCER: usize = 0;
 const CONSUMER: usize = 64;
 const CONSUMER_SLEEPING: usize = 128;
 const PRODUCER_WAITING: usize = 132;
+const SOCKET_MESSAGES: usize = 136;
 
 /// The peer broke a ring: an index moved backwards or beyond the capacity,
 /// or an entry's reserved bytes are not zero. The link is poisoned with it.
@@ -129,6 +139,9 @@ struct Cursor {
     mine: u64,
     /// The peer's index as last read (validated).
     theirs: u64,
+    /// The socket-message count: this side's own (on the ring it
+    /// produces), or the peer's as last seen (on the ring it consumes).
+    socket_messages: u64,
 }
 
 impl Cursor {
@@ -394,6 +407,7 @@ impl Segment {
             cap: u64::from(cap),
             mine: 0,
             theirs: 0,
+            socket_messages: 0,
         };
         Segment {
             refs: cursor(REFS_AT, ENTRIES_AT, caps.refs),
@@ -401,6 +415,51 @@ impl Segment {
             map,
             side,
         }
+    }
+
+    /// The capacities the header states (checked).
+    pub fn capacities(&self) -> Capacities {
+        Capacities {
+            refs: self.refs.cap as u32,
+            releases: self.releases.cap as u32,
+        }
+    }
+
+    /// Bytes of the segment.
+    pub fn byte_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Counts one more message this side sent over the socket.
+    pub fn note_socket_message(&mut self) {
+        let own = self.rings().0;
+        own.socket_messages = own.socket_messages.wrapping_add(1);
+        own.word(SOCKET_MESSAGES)
+            .store(own.socket_messages, Ordering::Release);
+    }
+
+    /// Whether the peer's count of socket messages changed since the last
+    /// look (then something new may wait on the socket).
+    pub fn peer_sent_on_socket(&mut self) -> bool {
+        let theirs = self.rings().1;
+        let n = theirs.word(SOCKET_MESSAGES).load(Ordering::Acquire);
+        if n == theirs.socket_messages {
+            return false;
+        }
+        theirs.socket_messages = n;
+        true
+    }
+
+    /// Whether the ring this side consumes has an entry (for spinning).
+    pub fn has_entries(&mut self) -> std::result::Result<bool, RingError> {
+        let c = self.rings().1;
+        Ok(c.mine != c.theirs || c.mine != c.load_producer()?)
+    }
+
+    /// Whether the ring this side produces into has room.
+    pub fn has_room(&mut self) -> std::result::Result<bool, RingError> {
+        let p = self.rings().0;
+        Ok(p.mine - p.theirs < p.cap || p.mine - p.load_consumer()? < p.cap)
     }
 
     /// The ring this side produces into, and the one it consumes.

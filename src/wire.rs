@@ -51,7 +51,13 @@ pub mod kind {
     pub const RELEASE: u8 = 3;
     pub const RETIRE: u8 = 4;
     pub const RETIRE_ACK: u8 = 5;
+    pub const SEGMENT: u8 = 6;
+    pub const WAKE: u8 = 7;
 }
+
+/// HELLO feature bit: this side can carry references and releases through
+/// a ring segment (`docs/protocol.md`, "The ring path").
+pub const FEATURE_RING: u64 = 1;
 
 /// The ATTACH body: the fd it rides with is handled by the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +87,16 @@ pub enum Ext {
         map_generation: u32,
         mapping_length: u64,
     },
+    /// The ring segment (sender to receiver); the one extension message
+    /// that carries an fd, exactly one.
+    Segment {
+        segment_len: u64,
+        refs_capacity: u32,
+        releases_capacity: u32,
+    },
+    /// "Look at the ring": sent only to a peer that announced in the
+    /// segment that it sleeps.
+    Wake,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -235,6 +251,17 @@ impl Ext {
                 header(&mut out, kind::RETIRE_ACK, 0);
                 region_body(&mut out, *map_id, *map_generation, *mapping_length);
             }
+            Ext::Segment {
+                segment_len,
+                refs_capacity,
+                releases_capacity,
+            } => {
+                header(&mut out, kind::SEGMENT, 0);
+                out.extend_from_slice(&segment_len.to_le_bytes());
+                out.extend_from_slice(&refs_capacity.to_le_bytes());
+                out.extend_from_slice(&releases_capacity.to_le_bytes());
+            }
+            Ext::Wake => header(&mut out, kind::WAKE, 0),
         }
         debug_assert_ne!(out.len(), ATTACH_LEN);
         out
@@ -265,7 +292,8 @@ impl Ext {
         let count = u16::from_le_bytes([b[6], b[7]]) as usize;
         let body = &b[HEADER_LEN..];
         let want = match k {
-            kind::HELLO | kind::RETIRE | kind::RETIRE_ACK => 16,
+            kind::HELLO | kind::RETIRE | kind::RETIRE_ACK | kind::SEGMENT => 16,
+            kind::WAKE => 0,
             kind::REF => FRAME_LEN,
             kind::RELEASE => {
                 if count == 0 || count > MAX_RELEASE_ENTRIES {
@@ -314,6 +342,12 @@ impl Ext {
                 map_generation: u32_at(body, 4),
                 mapping_length: u64_at(body, 8),
             },
+            kind::SEGMENT => Ext::Segment {
+                segment_len: u64_at(body, 0),
+                refs_capacity: u32_at(body, 8),
+                releases_capacity: u32_at(body, 12),
+            },
+            kind::WAKE => Ext::Wake,
             _ => Ext::RetireAck {
                 map_id: u32_at(body, 0),
                 map_generation: u32_at(body, 4),
@@ -446,6 +480,31 @@ mod tests {
     }
 
     #[test]
+    fn golden_hello_with_ring_and_segment_and_wake() {
+        let m = Ext::Hello {
+            version: PROTOCOL_VERSION,
+            role: ROLE_SENDER,
+            features: FEATURE_RING,
+        };
+        let g = hex("5658534d 01 00 0000 01000000 01000000 0100000000000000");
+        assert_eq!(m.encode(), g);
+        assert_eq!(Ext::decode(&g).unwrap(), m);
+        let m = Ext::Segment {
+            segment_len: 0x13000,
+            refs_capacity: 1024,
+            releases_capacity: 2048,
+        };
+        let g = hex("5658534d 06 00 0000 0030010000000000 00040000 00080000");
+        assert_eq!(m.encode(), g);
+        assert_eq!(Ext::decode(&g).unwrap(), m);
+        let g = hex("5658534d 07 00 0000");
+        assert_eq!(Ext::Wake.encode(), g);
+        assert_eq!(Ext::decode(&g).unwrap(), Ext::Wake);
+        assert!(Ext::decode(&hex("5658534d 07 00 0000 00")).is_err());
+        assert!(Ext::decode(&hex("5658534d 06 00 0000 00000000")).is_err());
+    }
+
+    #[test]
     fn extension_messages_are_never_16_bytes() {
         let msgs = [
             Ext::Hello {
@@ -466,6 +525,12 @@ mod tests {
                 map_generation: 1,
                 mapping_length: 1,
             },
+            Ext::Segment {
+                segment_len: 1,
+                refs_capacity: 1,
+                releases_capacity: 1,
+            },
+            Ext::Wake,
         ];
         for m in msgs {
             let b = m.encode();

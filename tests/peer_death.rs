@@ -82,6 +82,15 @@ fn receiver_killed_while_holding_leases() {
     let st = h.kill9();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
 
+    // The hang-up makes the fd readable, and a poll made then sees it
+    // (on the ring path a poll while nothing is readable reads nothing).
+    let mut p = libc::pollfd {
+        fd: reg.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut p, 1, 5000) }, 1);
     let e = reg.poll().unwrap_err();
     assert_eq!(e.status, PeerGone, "{e}");
     assert!(reg.peer_is_gone());

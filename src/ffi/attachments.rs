@@ -27,6 +27,9 @@ pub const VOXSHM_ATTACHMENTS_VOX_COMPAT: u32 = 2;
 /// `minor_faults` (one `getrusage` system call). Without it that field is
 /// 0 and the call makes no system call, so it can be watched in a loop.
 pub const VOXSHM_ATTACHMENTS_STATS_FAULTS: u32 = 4;
+/// Attachments option flag: do not offer the ring path; every reference
+/// and release travels over the socket, as with a 0.1 peer.
+pub const VOXSHM_ATTACHMENTS_NO_RING: u32 = 8;
 
 /// A received payload: `len` read-only bytes at `data`, valid until the
 /// view is passed to `voxshm_attachments_release` (even if the sender dies
@@ -61,6 +64,12 @@ pub struct voxshm_attachments_options {
     /// How long a release waits for room in a full channel before it is
     /// kept and sent by a later call (default 10000 ms).
     pub send_timeout_ms: i64,
+    /// How long a blocking `voxshm_attachments_recv` spins, watching the
+    /// ring, before it sleeps (microseconds; default 50; 0: never spin).
+    /// Added after the first version of this struct.
+    pub spin_us: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
 }
 
 /// Counters and limits of an attachments handle. Set `struct_size` to
@@ -111,6 +120,14 @@ pub struct voxshm_attachments_stats {
     /// Minor page faults of the whole process so far (`getrusage`), with
     /// the `*_STATS_FAULTS` option flag; 0 without it.
     pub minor_faults: u64,
+    /// 1 once references and releases travel through the ring segment
+    /// (both sides offered it); 0 while they use the socket. Added after
+    /// the first version of this struct.
+    pub ring: u64,
+    /// Wake-up messages sent to a sender that was asleep waiting for
+    /// releases or for room in the ring. Added after the first version of
+    /// this struct.
+    pub wakeups_sent: u64,
 }
 
 /// The receiver's side: maps the sender's regions read-only and turns
@@ -321,6 +338,8 @@ impl Versioned for voxshm_attachments_options {
             max_mapped_bytes: d.limits.max_mapped_bytes,
             max_single_mapping: d.limits.max_single_mapping,
             send_timeout_ms: d.send_timeout_ms,
+            spin_us: d.spin_us,
+            reserved: 0,
         }
     }
 }
@@ -331,12 +350,16 @@ impl TryFrom<voxshm_attachments_options> for AttachmentsOptions {
     fn try_from(o: voxshm_attachments_options) -> Result<Self, Error> {
         let known = VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED
             | VOXSHM_ATTACHMENTS_VOX_COMPAT
-            | VOXSHM_ATTACHMENTS_STATS_FAULTS;
+            | VOXSHM_ATTACHMENTS_STATS_FAULTS
+            | VOXSHM_ATTACHMENTS_NO_RING;
         if o.flags & !known != 0 {
             return Err(invalid(&format!(
                 "unknown attachments flags {:#x}",
                 o.flags
             )));
+        }
+        if o.reserved != 0 {
+            return Err(invalid("voxshm_attachments_options.reserved must be 0"));
         }
         Ok(AttachmentsOptions {
             limits: Limits {
@@ -348,6 +371,8 @@ impl TryFrom<voxshm_attachments_options> for AttachmentsOptions {
             send_timeout_ms: o.send_timeout_ms,
             vox_compat: o.flags & VOXSHM_ATTACHMENTS_VOX_COMPAT != 0,
             stats_faults: o.flags & VOXSHM_ATTACHMENTS_STATS_FAULTS != 0,
+            ring: o.flags & VOXSHM_ATTACHMENTS_NO_RING == 0,
+            spin_us: o.spin_us,
         })
     }
 }
@@ -386,6 +411,8 @@ impl From<(AttachmentsStats, &Limits)> for voxshm_attachments_stats {
             releases_sent: s.releases_sent,
             regions_retired: s.regions_retired,
             minor_faults: s.minor_faults,
+            ring: u64::from(s.ring),
+            wakeups_sent: s.wakeups_sent,
         }
     }
 }
@@ -412,6 +439,6 @@ impl From<voxshm_view> for View {
 
 // The frozen first-version sizes must match the structs as first shipped.
 const _: () = {
-    assert!(size_of::<voxshm_attachments_options>() == VOXSHM_ATTACHMENTS_OPTIONS_V1_SIZE);
-    assert!(size_of::<voxshm_attachments_stats>() == VOXSHM_ATTACHMENTS_STATS_V1_SIZE);
+    assert!(size_of::<voxshm_attachments_options>() == VOXSHM_ATTACHMENTS_OPTIONS_V1_SIZE + 8);
+    assert!(size_of::<voxshm_attachments_stats>() == VOXSHM_ATTACHMENTS_STATS_V1_SIZE + 16);
 };

@@ -19,14 +19,25 @@ use crate::error::{Error, Result, Status};
 /// library whose number differs.
 pub const VOXSHM_ABI_VERSION: u32 = 1;
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// The last failure on this thread, formatted only when the caller asks for
+/// it: a failing call with a fixed message (`VOXSHM_TIMEOUT` from a
+/// non-blocking call that found nothing) allocates and formats nothing.
+#[derive(Default)]
+struct LastError {
+    error: Option<Error>,
+    text: Option<CString>,
 }
 
-pub(super) fn set_last_error(e: &Error) {
-    let text = format!("{}: {}", e.status.name(), e.message).replace('\0', " ");
-    let c = CString::new(text).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = c);
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError::default());
+}
+
+pub(super) fn set_last_error(e: Error) {
+    LAST_ERROR.with(|l| {
+        let mut l = l.borrow_mut();
+        l.error = Some(e);
+        l.text = None;
+    });
 }
 
 /// Runs an entry point: initialises logging, catches panics, records the
@@ -36,8 +47,9 @@ pub(super) fn guard(f: impl FnOnce() -> Result<()>) -> voxshm_status {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => voxshm_status::VOXSHM_OK,
         Ok(Err(e)) => {
-            set_last_error(&e);
-            e.status.into()
+            let status = e.status.into();
+            set_last_error(e);
+            status
         }
         Err(p) => {
             let what = p
@@ -45,7 +57,7 @@ pub(super) fn guard(f: impl FnOnce() -> Result<()>) -> voxshm_status {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&Error::new(
+            set_last_error(Error::new(
                 Status::Internal,
                 format!("internal error (panic): {what}"),
             ));
@@ -236,7 +248,20 @@ pub extern "C" fn voxshm_status_name(status: c_int) -> *const c_char {
 /// to keep it. Successful calls do not change it.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    LAST_ERROR.with(|l| {
+        let mut l = l.borrow_mut();
+        let l = &mut *l;
+        match (&l.text, &l.error) {
+            (Some(t), _) => t.as_ptr(),
+            (None, None) => c"".as_ptr(),
+            (None, Some(e)) => {
+                let text = format!("{}: {}", e.status.name(), e.message).replace('\0', " ");
+                l.text
+                    .insert(CString::new(text).unwrap_or_default())
+                    .as_ptr()
+            }
+        }
+    })
 }
 
 /// Sends the library's log messages up to `max_level` to `callback` (with

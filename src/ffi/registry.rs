@@ -27,6 +27,9 @@ pub const VOXSHM_REGISTRY_FORCE_TEMPFILE: u32 = 2;
 /// `minor_faults` (one `getrusage` system call). Without it that field is
 /// 0 and the call makes no system call, so it can be watched in a loop.
 pub const VOXSHM_REGISTRY_STATS_FAULTS: u32 = 4;
+/// Registry option flag: do not offer the ring path; every reference and
+/// release travels over the socket, as with a 0.1 peer.
+pub const VOXSHM_REGISTRY_NO_RING: u32 = 8;
 
 /// Payload space from `voxshm_registry_alloc`: `capacity` writable bytes at
 /// `data`, owned by the caller until it is published, sent or aborted. The
@@ -77,6 +80,16 @@ pub struct voxshm_registry_options {
     /// queue, and the latency, of a producer faster than its consumer stay
     /// a few payloads. Added after the first version of this struct.
     pub max_in_flight_bytes: u64,
+    /// Entries of each of the ring segment's two rings (default 1024; a
+    /// power of two, 16..=1048576): how many references can wait for the
+    /// receiver before `voxshm_registry_send` waits for room. Added after
+    /// the first version of this struct.
+    pub ring_capacity: u32,
+    /// How long a blocking call spins, watching the ring, before it sleeps
+    /// (microseconds; default 50; 0: never spin). Spinning saves the
+    /// wake-up's latency when the receiver answers quickly, and costs CPU
+    /// when it does not. Added after the first version of this struct.
+    pub spin_us: u32,
 }
 
 /// Counters and limits of a registry. Set `struct_size` to
@@ -123,6 +136,13 @@ pub struct voxshm_registry_stats {
     /// twice, or never sent) and were ignored. Added after the first
     /// version of this struct.
     pub ignored_releases: u64,
+    /// 1 once references and releases travel through the ring segment
+    /// (both sides offered it); 0 while they use the socket. Added after
+    /// the first version of this struct.
+    pub ring: u64,
+    /// Wake-up messages sent to a receiver that was asleep waiting for the
+    /// ring. Added after the first version of this struct.
+    pub wakeups_sent: u64,
 }
 
 /// The sender's side: owns regions, hands out payload space, sends
@@ -374,6 +394,8 @@ impl Versioned for voxshm_registry_options {
             send_timeout_ms: d.send_timeout_ms,
             flags: 0,
             max_in_flight_bytes: d.max_in_flight_bytes,
+            ring_capacity: d.ring_capacity,
+            spin_us: d.spin_us,
         }
     }
 }
@@ -384,7 +406,8 @@ impl TryFrom<voxshm_registry_options> for RegistryOptions {
     fn try_from(o: voxshm_registry_options) -> Result<Self, Error> {
         let known = VOXSHM_REGISTRY_VOX_COMPAT
             | VOXSHM_REGISTRY_FORCE_TEMPFILE
-            | VOXSHM_REGISTRY_STATS_FAULTS;
+            | VOXSHM_REGISTRY_STATS_FAULTS
+            | VOXSHM_REGISTRY_NO_RING;
         if o.flags & !known != 0 {
             return Err(invalid(&format!("unknown registry flags {:#x}", o.flags)));
         }
@@ -397,6 +420,9 @@ impl TryFrom<voxshm_registry_options> for RegistryOptions {
             vox_compat: o.flags & VOXSHM_REGISTRY_VOX_COMPAT != 0,
             force_tempfile: o.flags & VOXSHM_REGISTRY_FORCE_TEMPFILE != 0,
             stats_faults: o.flags & VOXSHM_REGISTRY_STATS_FAULTS != 0,
+            ring: o.flags & VOXSHM_REGISTRY_NO_RING == 0,
+            ring_capacity: o.ring_capacity,
+            spin_us: o.spin_us,
         })
     }
 }
@@ -433,6 +459,8 @@ impl From<(RegistryStats, &RegistryOptions)> for voxshm_registry_stats {
             payload_bytes_published: s.payload_bytes_published,
             minor_faults: s.minor_faults,
             ignored_releases: s.ignored_releases,
+            ring: u64::from(s.ring),
+            wakeups_sent: s.wakeups_sent,
         }
     }
 }
@@ -466,6 +494,6 @@ impl From<voxshm_allocation> for Allocation {
 // The frozen first-version sizes must match the structs as first shipped.
 const _: () = {
     assert!(VOXSHM_TIMEOUT_CONFIGURED == crate::registry::TIMEOUT_CONFIGURED);
-    assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE + 8);
-    assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE + 8);
+    assert!(size_of::<voxshm_registry_options>() == VOXSHM_REGISTRY_OPTIONS_V1_SIZE + 16);
+    assert!(size_of::<voxshm_registry_stats>() == VOXSHM_REGISTRY_STATS_V1_SIZE + 24);
 };
