@@ -615,6 +615,70 @@ mod tests {
         assert!(rx.pop().is_err());
     }
 
+    fn bytes(s: &Segment, at: usize, n: usize) -> Vec<u8> {
+        // SAFETY: `at + n` lies inside the mapping (the callers' offsets
+        // are the documented layout's); nothing writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(s.map.as_ptr().add(at), n) }.to_vec()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The layout of docs/protocol.md ("Segment layout"), byte for byte.
+    #[test]
+    fn golden_segment_layout() {
+        let caps = Capacities {
+            refs: 1024,
+            releases: 2048,
+        };
+        assert_eq!(caps.segment_len(), 0x13000);
+        let (mut tx, mut rx) = pair(caps);
+        assert_eq!(
+            bytes(&tx, 0, 20),
+            hex("56585247 01000000 00040000 00080000 18000000")
+        );
+        let e = Ref {
+            map_id: 7,
+            map_generation: 2,
+            map_offset: 0x1_0000_0040,
+            payload_len: 4096,
+        };
+        tx.push(&e).unwrap();
+        assert_eq!(
+            bytes(&tx, ENTRIES_AT, 24),
+            hex("07000000 02000000 4000000001000000 00100000 00000000")
+        );
+        assert_eq!(bytes(&tx, 64, 8), hex("0100000000000000"));
+        assert_eq!(rx.pop().unwrap(), Some(e));
+        assert_eq!(bytes(&tx, 128, 8), hex("0100000000000000"));
+        rx.push(&e).unwrap();
+        assert_eq!(
+            bytes(&tx, ENTRIES_AT + 1024 * 24, 24),
+            hex("07000000 02000000 4000000001000000 00100000 00000000")
+        );
+        assert_eq!(bytes(&tx, 256, 8), hex("0100000000000000"));
+        assert_eq!(tx.pop().unwrap(), Some(e));
+        assert_eq!(bytes(&tx, 320, 8), hex("0100000000000000"));
+        // Sleep flags and socket-message counts.
+        assert!(rx.prepare_sleep().unwrap());
+        assert_eq!(bytes(&tx, 192, 4), hex("01000000"));
+        assert!(tx.prepare_sleep().unwrap());
+        assert_eq!(bytes(&tx, 384, 4), hex("01000000"));
+        tx.note_socket_message();
+        assert_eq!(bytes(&tx, 200, 8), hex("0100000000000000"));
+        assert!(rx.peer_sent_on_socket());
+        assert!(!rx.peer_sent_on_socket());
+        rx.note_socket_message();
+        rx.note_socket_message();
+        assert_eq!(bytes(&tx, 392, 8), hex("0200000000000000"));
+        assert!(tx.peer_sent_on_socket());
+    }
+
     #[test]
     fn a_bad_segment_is_refused() {
         let mut caps = SMALL;
