@@ -239,6 +239,16 @@ impl Pool {
     /// remain, largest first (the default-sized regions are the ones worth
     /// keeping warm when all are equal).
     pub fn idle_beyond(&self, keep: u64) -> Vec<RegionId> {
+        // The common case, nothing to retire, allocates nothing.
+        let idle_total: u64 = self
+            .regions
+            .values()
+            .filter(|s| s.idle())
+            .map(|s| s.region.len())
+            .sum();
+        if idle_total <= keep {
+            return Vec::new();
+        }
         let mut idle: Vec<RegionId> = self
             .regions
             .iter()

@@ -570,12 +570,16 @@ impl Registry {
             let queue_full = limit > 0 && side.live_leases > 0 && side.leased_bytes + need > limit;
             if queue_full {
                 if deadline.expired() {
-                    return Err(Error::new(
+                    return Err(not_yet(
                         Status::NoSpace,
-                        format!(
-                            "{} payloads ({} bytes) are in flight, and this one would go over max_in_flight_bytes {limit}; none was released in time",
-                            side.live_leases, side.leased_bytes
-                        ),
+                        timeout_ms,
+                        "this payload would go over max_in_flight_bytes, and none in flight was released yet",
+                        || {
+                            format!(
+                                "{} payloads ({} bytes) are in flight, and this one would go over max_in_flight_bytes {limit}; none was released in time",
+                                side.live_leases, side.leased_bytes
+                            )
+                        },
                     ));
                 }
                 (g, slept) = self.wait(g, deadline, &mut spin, false)?;
@@ -598,15 +602,19 @@ impl Registry {
             }
             if deadline.expired() {
                 let side = &g.s.side;
-                return Err(Error::new(
+                return Err(not_yet(
                     Status::NoSpace,
-                    format!(
-                        "budget of {} bytes exhausted ({} bytes in {} regions, {} live leases); nothing was released in time",
-                        self.opts.budget,
-                        side.pool.total_bytes(),
-                        side.pool.regions(),
-                        side.live_leases
-                    ),
+                    timeout_ms,
+                    "the budget is exhausted, and nothing was released yet",
+                    || {
+                        format!(
+                            "budget of {} bytes exhausted ({} bytes in {} regions, {} live leases); nothing was released in time",
+                            self.opts.budget,
+                            side.pool.total_bytes(),
+                            side.pool.regions(),
+                            side.live_leases
+                        )
+                    },
                 ));
             }
             (g, slept) = self.wait(g, deadline, &mut spin, false)?;
@@ -816,19 +824,30 @@ impl Registry {
                 self.arm_fd(&mut g)?;
                 let side = &g.s.side;
                 let retiring = side.pool.retiring();
-                return Err(Error::new(
-                    Status::Timeout,
-                    if side.live_leases > 0 {
-                        format!(
-                            "{} payloads are not released yet (and {retiring} retired regions not acknowledged)",
-                            side.live_leases
-                        )
-                    } else {
-                        format!(
-                            "every payload was released, but the receiver has not acknowledged {retiring} retired regions yet (it does when it next calls voxshm)"
-                        )
-                    },
-                ));
+                return Err(if side.live_leases > 0 {
+                    not_yet(
+                        Status::Timeout,
+                        timeout_ms,
+                        "payloads are not released yet",
+                        || {
+                            format!(
+                                "{} payloads are not released yet (and {retiring} retired regions not acknowledged)",
+                                side.live_leases
+                            )
+                        },
+                    )
+                } else {
+                    not_yet(
+                        Status::Timeout,
+                        timeout_ms,
+                        "every payload was released, but the receiver has not acknowledged the retired regions yet (it does when it next calls voxshm)",
+                        || {
+                            format!(
+                                "every payload was released, but the receiver has not acknowledged {retiring} retired regions yet (it does when it next calls voxshm)"
+                            )
+                        },
+                    )
+                });
             }
             (g, slept) = self.wait(g, deadline, &mut spin, false)?;
         }
@@ -870,9 +889,11 @@ impl Registry {
             }
             g.s.link.check_poisoned()?;
             if deadline.expired() {
-                return Err(Error::new(
+                return Err(not_yet(
                     Status::Timeout,
-                    format!("{r} is not released yet"),
+                    timeout_ms,
+                    "the payload is not released yet",
+                    || format!("{r} is not released yet"),
                 ));
             }
             (g, slept) = self.wait(g, deadline, &mut spin, false)?;
@@ -913,6 +934,23 @@ impl Registry {
         let mut g = self.hub.lock();
         let _ = self.pump(&mut g, true);
         g.s.link.is_gone()
+    }
+}
+
+/// The error of a wait that ended without what it waited for: a
+/// non-blocking call (timeout 0), which an event loop makes often, gets the
+/// fixed `brief` message and allocates nothing; a call that waited gets the
+/// detailed one.
+fn not_yet(
+    status: Status,
+    timeout_ms: i64,
+    brief: &'static str,
+    detail: impl FnOnce() -> String,
+) -> Error {
+    if timeout_ms == 0 {
+        Error::new(status, brief)
+    } else {
+        Error::new(status, detail())
     }
 }
 

@@ -419,6 +419,8 @@ fn wait_idle_says_what_it_waits_for() {
     let al = reg.alloc(100, 0).unwrap();
     reg.send(&al, 100, LONG_MS).unwrap();
     let e = reg.wait_idle(0).unwrap_err();
+    assert!(e.message.contains("payloads are not released yet"), "{e}");
+    let e = reg.wait_idle(1).unwrap_err();
     assert!(e.message.contains("1 payloads are not released"), "{e}");
     let v = att.recv(LONG_MS).unwrap();
     att.release(&v).unwrap();
@@ -426,6 +428,13 @@ fn wait_idle_says_what_it_waits_for() {
     // acknowledges only when it next calls voxshm.
     let e = reg.wait_idle(0).unwrap_err();
     assert_eq!(e.status, Timeout);
+    assert!(
+        e.message.contains(
+            "every payload was released, but the receiver has not acknowledged the retired regions"
+        ),
+        "{e}"
+    );
+    let e = reg.wait_idle(1).unwrap_err();
     assert!(
         e.message.contains(
             "every payload was released, but the receiver has not acknowledged 1 retired regions"
