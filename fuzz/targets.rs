@@ -2469,7 +2469,7 @@ pub fn ring_segment(data: &[u8]) -> Outcomes {
                 }
             }
             ring_op::SLEEP_WAKE => {
-                let k = inp.u8() % 6;
+                let k = inp.u8() % 10;
                 let r = match k {
                     0 => rx.prepare_sleep().map(|_| ()),
                     1 => tx.prepare_sleep().map(|_| ()),
@@ -2482,13 +2482,24 @@ pub fn ring_segment(data: &[u8]) -> Outcomes {
                         );
                         Ok(())
                     }
-                    _ => {
+                    5 => {
                         let _ = (
                             rx.peer_needs_wake_for_entries(),
                             tx.peer_needs_wake_for_room(),
                         );
                         Ok(())
                     }
+                    6 => {
+                        tx.note_socket_message();
+                        rx.note_socket_message();
+                        Ok(())
+                    }
+                    7 => {
+                        let _ = (tx.peer_sent_on_socket(), rx.peer_sent_on_socket());
+                        Ok(())
+                    }
+                    8 => rx.has_entries().and(tx.has_entries()).map(|_| ()),
+                    _ => tx.has_room().and(rx.has_room()).map(|_| ()),
                 };
                 out.insert(("sleep-wake", if r.is_ok() { "ok" } else { "broken" }));
                 assert!(r.is_ok() || poked, "sleep/wake broke a ring nobody poked");
