@@ -795,3 +795,49 @@ fn ring_hostile_receiver_cannot_break_the_sender_process() {
         assert_eq!(fd_count(), before, "{scenario}: no fd leaked");
     }
 }
+
+/// Releases that find the release ring full go over the socket, and the
+/// sender takes both.
+#[test]
+fn ring_releases_beyond_the_ring_go_over_the_socket() {
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            ring_capacity: CAP,
+            ..reg_opts()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let held = std::thread::scope(|s| {
+        let rx = s.spawn(|| {
+            (0..100)
+                .map(|_| att.recv(LONG_MS).unwrap())
+                .collect::<Vec<_>>()
+        });
+        for _ in 0..100 {
+            let al = reg.alloc(64, LONG_MS).unwrap();
+            reg.send(&al, 64, LONG_MS).unwrap();
+        }
+        rx.join().unwrap()
+    });
+    // The sender makes no call while all 100 are released.
+    let sent_before = att.stats().messages_sent;
+    for v in &held {
+        att.release(v).unwrap();
+    }
+    let st = att.stats();
+    assert!(st.ring, "{st:?}");
+    assert_eq!(st.releases_sent, 100, "{st:?}");
+    assert!(
+        st.messages_sent > sent_before,
+        "some went over the socket: {st:?}"
+    );
+    assert!(
+        st.messages_sent - sent_before <= 100 - u64::from(CAP) + st.wakeups_sent,
+        "the ring took a ring's worth: {st:?}"
+    );
+    reg.wait_idle(LONG_MS).unwrap();
+    assert_eq!(reg.stats().live_leases, 0);
+}
