@@ -8,30 +8,50 @@ use crate::error::{Error, Result};
 
 /// When a wait must end. Built from a millisecond timeout where 0 means
 /// "do not wait" and a negative value means "wait forever".
+/// A timeout of 0 reads no clock at all.
 #[derive(Clone, Copy, Debug)]
-pub struct Deadline(Option<Instant>);
+pub struct Deadline(When);
+
+#[derive(Clone, Copy, Debug)]
+enum When {
+    Never,
+    Now,
+    At(Instant),
+}
 
 impl Deadline {
     pub fn after_ms(ms: i64) -> Deadline {
-        if ms < 0 {
-            Deadline(None)
-        } else {
-            Deadline(Some(Instant::now() + Duration::from_millis(ms as u64)))
-        }
+        Deadline(match ms {
+            ..0 => When::Never,
+            0 => When::Now,
+            _ => When::At(Instant::now() + Duration::from_millis(ms as u64)),
+        })
     }
 
     pub fn now() -> Deadline {
-        Deadline(Some(Instant::now()))
+        Deadline(When::Now)
     }
 
     pub fn expired(&self) -> bool {
-        matches!(self.0, Some(t) if Instant::now() >= t)
+        match self.0 {
+            When::Never => false,
+            When::Now => true,
+            When::At(t) => Instant::now() >= t,
+        }
+    }
+
+    fn instant(&self) -> Option<Instant> {
+        match self.0 {
+            When::Never => None,
+            When::Now => Some(Instant::now()),
+            When::At(t) => Some(t),
+        }
     }
 
     /// Remaining time as a `poll()` timeout: -1 for forever, else
     /// milliseconds rounded up so a wait never ends early.
     pub fn poll_ms(&self) -> i32 {
-        match self.0 {
+        match self.instant() {
             None => -1,
             Some(t) => {
                 let left = t.saturating_duration_since(Instant::now());
@@ -42,7 +62,8 @@ impl Deadline {
     }
 
     pub fn remaining(&self) -> Option<Duration> {
-        self.0.map(|t| t.saturating_duration_since(Instant::now()))
+        self.instant()
+            .map(|t| t.saturating_duration_since(Instant::now()))
     }
 }
 
