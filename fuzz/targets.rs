@@ -1686,7 +1686,11 @@ impl Tx {
                     Ext::Hello {
                         version: wire::PROTOCOL_VERSION,
                         role: wire::ROLE_SENDER,
-                        features: 0,
+                        features: if self.opts.ring {
+                            wire::FEATURE_RING
+                        } else {
+                            0
+                        },
                     },
                     "the registry's first extension message"
                 );
