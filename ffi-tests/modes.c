@@ -2,7 +2,8 @@
  * The other ways to set up a channel and the compatibility modes: a
  * SOCK_DGRAM pair (what a vox peer creates), a listener and voxshm_connect
  * on a path and on an abstract name, vox compatibility on either side,
- * and regions backed by unsealed temp files.
+ * regions backed by unsealed temp files, and the ring path: used when
+ * both sides offer it, the socket path when either does not.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -250,8 +251,47 @@ static void one_release(void) {
   close(fds[1]);
 }
 
+/* The ring path with both sides' defaults, and the socket path when either
+   side sets its NO_RING flag; payloads go through either way. */
+static void ring_or_socket(void) {
+  for (int mode = 0; mode < 3; mode++) {
+    int fds[2];
+    CHECK_OK(voxshm_channel_pair(fds));
+    voxshm_registry_options ro;
+    CHECK_OK(voxshm_registry_options_init(&ro));
+    CHECK(ro.ring_capacity == 1024 && ro.spin_us == 50);
+    voxshm_attachments_options ao;
+    CHECK_OK(voxshm_attachments_options_init(&ao));
+    CHECK(ao.spin_us == 50 && ao.reserved == 0);
+    if (mode == 1) ro.flags |= VOXSHM_REGISTRY_NO_RING;
+    if (mode == 2) ao.flags |= VOXSHM_ATTACHMENTS_NO_RING;
+    ro.ring_capacity = 16;
+    ro.spin_us = 0;
+    ao.spin_us = 0;
+    voxshm_registry *reg;
+    voxshm_attachments *att;
+    CHECK_OK(voxshm_registry_new(fds[0], &ro, &reg));
+    CHECK_OK(voxshm_attachments_new(fds[1], &ao, &att));
+    roundtrips(reg, att, 40);
+    voxshm_registry_stats rs = reg_stats(reg);
+    voxshm_attachments_stats as = att_stats(att);
+    CHECK(rs.ring == (mode == 0) && as.ring == (mode == 0));
+    CHECK(as.refs_received == 40 && as.releases_sent == 40);
+    if (mode == 0) {
+      /* HELLO, the region, the first reference, the segment: nothing per
+         payload after that. */
+      CHECK(rs.messages_sent - rs.wakeups_sent <= 6);
+    } else {
+      CHECK(rs.messages_sent >= 40);
+    }
+    voxshm_attachments_free(att);
+    voxshm_registry_free(reg);
+  }
+}
+
 int main(void) {
   test_begin();
+  ring_or_socket();
   int fds_start = count_fds();
   configured_timeout();
   one_release();

@@ -841,3 +841,59 @@ fn ring_releases_beyond_the_ring_go_over_the_socket() {
     reg.wait_idle(LONG_MS).unwrap();
     assert_eq!(reg.stats().live_leases, 0);
 }
+
+/// A burst costs a few wake-ups, not one per payload: references to a
+/// receiver asleep in `recv`, and releases to a sender asleep in
+/// `wait_idle`.
+#[test]
+fn ring_bursts_cost_few_wakeups() {
+    let _s = serial();
+    const BURST: u64 = 1000;
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, reg_opts()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    // The ring is set up by the first two payloads.
+    for _ in 0..2 {
+        let al = reg.alloc(64, LONG_MS).unwrap();
+        reg.send(&al, 64, LONG_MS).unwrap();
+        let v = att.recv(LONG_MS).unwrap();
+        att.release(&v).unwrap();
+    }
+    reg.wait_idle(LONG_MS).unwrap();
+    assert!(reg.stats().ring);
+    let held = std::thread::scope(|s| {
+        let rx = s.spawn(|| {
+            (0..BURST)
+                .map(|_| att.recv(LONG_MS).unwrap())
+                .collect::<Vec<_>>()
+        });
+        // Let the receiver fall asleep, then send the burst.
+        std::thread::sleep(Duration::from_millis(50));
+        let before = reg.stats().wakeups_sent;
+        for _ in 0..BURST {
+            let al = reg.alloc(64, LONG_MS).unwrap();
+            reg.send(&al, 64, LONG_MS).unwrap();
+        }
+        let held = rx.join().unwrap();
+        let wakes = reg.stats().wakeups_sent - before;
+        assert!(
+            (1..=20).contains(&wakes),
+            "{wakes} wake-ups for {BURST} references"
+        );
+        held
+    });
+    std::thread::scope(|s| {
+        let tx = s.spawn(|| reg.wait_idle(LONG_MS).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let before = att.stats().wakeups_sent;
+        for v in &held {
+            att.release(v).unwrap();
+        }
+        tx.join().unwrap();
+        let wakes = att.stats().wakeups_sent - before;
+        assert!(
+            (1..=20).contains(&wakes),
+            "{wakes} wake-ups for {BURST} releases"
+        );
+    });
+}
