@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,13 +33,18 @@ typedef uint64_t __attribute__((may_alias)) word_t;
 #define FILL_STEP 0x00000100000001B3ull
 
 void bench_write_header(uint8_t *payload, uint64_t seq, uint64_t len, uint32_t flags) {
+  bench_write_header_at(payload, seq, len, flags, bench_now_ns());
+}
+
+void bench_write_header_at(uint8_t *payload, uint64_t seq, uint64_t len, uint32_t flags,
+                           uint64_t sent_ns) {
   bench_header h;
   memset(&h, 0, sizeof h);
   h.magic = BENCH_MAGIC;
   h.flags = flags;
   h.seq = seq;
   h.payload_len = len;
-  h.sent_ns = bench_now_ns();
+  h.sent_ns = sent_ns;
   memcpy(payload, &h, sizeof h);
 }
 
@@ -186,6 +192,86 @@ int read_all(int fd, void *buf, size_t len) {
   return 0;
 }
 
+void bench_machine_description(FILE *f) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  char model[256] = "unknown CPU";
+  char line[512];
+  unsigned long long mem_kb = 0;
+  FILE *c = fopen("/proc/cpuinfo", "r");
+  if (c != NULL) {
+    while (fgets(line, sizeof line, c) != NULL) {
+      if (strncmp(line, "model name", 10) == 0) {
+        char *v = strchr(line, ':');
+        if (v != NULL) {
+          v += 1 + (v[1] == ' ');
+          v[strcspn(v, "\n")] = '\0';
+          snprintf(model, sizeof model, "%s", v);
+        }
+        break;
+      }
+    }
+    fclose(c);
+  }
+  FILE *m = fopen("/proc/meminfo", "r");
+  if (m != NULL) {
+    while (fgets(line, sizeof line, m) != NULL) {
+      if (sscanf(line, "MemTotal: %llu kB", &mem_kb) == 1) {
+        break;
+      }
+    }
+    fclose(m);
+  }
+  struct utsname u;
+  uname(&u);
+  fprintf(f, "machine: %ld CPUs, %s, %.1f GiB RAM, %s %s %s\n", cpus, model,
+          (double)mem_kb / (1024.0 * 1024.0), u.sysname, u.release, u.machine);
+}
+
+bool bench_parse_size(const char *s, uint64_t min, uint64_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s) {
+    return false;
+  }
+  switch (*end) {
+    case 'k': case 'K': v *= KiB; end++; break;
+    case 'm': case 'M': v *= MiB; end++; break;
+    case 'g': case 'G': v *= GiB; end++; break;
+    default: break;
+  }
+  if (*end == 'i' || *end == 'I') {
+    end++;
+  }
+  if (*end == 'b' || *end == 'B') {
+    end++;
+  }
+  if (*end != '\0' || v < min || v % 8 != 0 || v >= 4 * GiB) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+void bench_size_label(uint64_t v, char *buf, size_t len) {
+  if (v >= MiB && v % MiB == 0) {
+    snprintf(buf, len, "%llu MiB", (unsigned long long)(v / MiB));
+  } else if (v >= KiB && v % KiB == 0) {
+    snprintf(buf, len, "%llu KiB", (unsigned long long)(v / KiB));
+  } else {
+    snprintf(buf, len, "%llu B", (unsigned long long)v);
+  }
+}
+
+bool bench_parse_cpus(const char *s, int *a, int *b) {
+  int x, y;
+  if (sscanf(s, "%d,%d", &x, &y) != 2 || x < 0 || y < 0 || x >= CPU_SETSIZE || y >= CPU_SETSIZE) {
+    return false;
+  }
+  *a = x;
+  *b = y;
+  return true;
+}
+
 /* ---- the loops ---------------------------------------------------------- */
 
 /* Decides the flags of the next message; shared by both loop shapes. */
@@ -312,8 +398,7 @@ static int cmp_u64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Median and 99th percentile (nearest rank) of n intervals; sorts them. */
-static void percentiles(uint64_t *v, uint64_t n, uint64_t *median, uint64_t *p99) {
+void bench_percentiles(uint64_t *v, uint64_t n, uint64_t *median, uint64_t *p99) {
   if (n == 0) {
     *median = *p99 = 0;
     return;
@@ -376,7 +461,7 @@ int bench_consumer_loop(const bench_plan *pl, const rx_ops *ops, void *st, consu
   rep->received = seq;
   rep->measured = n;
   rep->measured_ns = t_prev - t0;
-  percentiles(iv, n, &rep->median_ns, &rep->p99_ns);
+  bench_percentiles(iv, n, &rep->median_ns, &rep->p99_ns);
   bench_free(iv, cap);
   return rc;
 }
@@ -425,7 +510,7 @@ int bench_in_process_loop(const bench_plan *pl, uint8_t *buf, producer_report *p
   prep->sent = crep->received = seq;
   prep->measured = crep->measured = n;
   crep->measured_ns = t_prev - t0;
-  percentiles(iv, n, &crep->median_ns, &crep->p99_ns);
+  bench_percentiles(iv, n, &crep->median_ns, &crep->p99_ns);
   crep->ok = rc == 0;
   bench_free(iv, cap);
   return rc;
@@ -433,14 +518,19 @@ int bench_in_process_loop(const bench_plan *pl, uint8_t *buf, producer_report *p
 
 /* ---- two processes ------------------------------------------------------ */
 
+/* Pins the calling process to `cpu`, saving its affinity first. */
 static void pin_to(int cpu, cpu_set_t *saved) {
-  cpu_set_t set;
   if (saved != NULL) {
     sched_getaffinity(0, sizeof *saved, saved);
   }
+  bench_pin(cpu);
+}
+
+int bench_pin(int cpu) {
+  cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
+  return sched_setaffinity(0, sizeof set, &set);
 }
 
 int bench_two_process(const bench_plan *pl, side_fn producer, void *pctx, side_fn consumer,

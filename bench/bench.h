@@ -15,6 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#define KiB (1024ull)
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
 
 /* ---- payload ----------------------------------------------------------- */
 
@@ -39,6 +44,9 @@ enum bench_mode { MODE_TRANSPORT = 0, MODE_FULL = 1 };
 
 /* Writes the header into the first 64 bytes of a payload. */
 void bench_write_header(uint8_t *payload, uint64_t seq, uint64_t len, uint32_t flags);
+/* The same with a given timestamp (0 when the caller does not keep one). */
+void bench_write_header_at(uint8_t *payload, uint64_t seq, uint64_t len, uint32_t flags,
+                           uint64_t sent_ns);
 /* Copies the header out of a payload; false if the magic is wrong. */
 bool bench_read_header(const uint8_t *payload, bench_header *out);
 /* Fills `len` bytes (a multiple of 8) with the pattern of message `seq`. */
@@ -61,6 +69,19 @@ const char *bench_error(void);
 void bench_clear_error(void);
 int write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len); /* -1 on error or early EOF */
+/* Median and 99th percentile (nearest rank) of n values; sorts them. */
+void bench_percentiles(uint64_t *v, uint64_t n, uint64_t *median, uint64_t *p99);
+/* Pins the calling process to one CPU; sched_setaffinity's result. */
+int bench_pin(int cpu);
+/* One line: CPUs, CPU model, memory, kernel. */
+void bench_machine_description(FILE *f);
+/* A payload size such as 4096, 4K, 64KiB or 1M: at least `min`, a
+ * multiple of 8, below 4 GiB. */
+bool bench_parse_size(const char *s, uint64_t min, uint64_t *out);
+/* Two CPU numbers "A,B" (as --cpus takes them). */
+bool bench_parse_cpus(const char *s, int *a, int *b);
+/* "64 B", "4 KiB", "16 MiB". */
+void bench_size_label(uint64_t v, char *buf, size_t len);
 
 /* ---- a case and its plan ----------------------------------------------- */
 
@@ -171,6 +192,20 @@ int mech_in_process(const bench_plan *pl, case_result *res);
  * mech_voxshm.c; takes a voxshm_registry_options *). */
 struct voxshm_registry_options;
 void bench_voxshm_options(const bench_plan *pl, struct voxshm_registry_options *o);
+
+/* Shared by the programs' voxshm code (mech_voxshm.c). */
+struct voxshm_view;
+struct voxshm_attachments;
+/* 0 when the library's ABI is the header's; otherwise says so on stderr
+ * and returns -1. */
+int bench_check_abi(const char *program);
+/* Records "what: STATUS_NAME: voxshm_last_error()" and returns -1. */
+int bench_vx_fail(const char *what, int status);
+/* What voxshm_attachments_recv returned: the payload when it succeeded
+ * with exactly `len` bytes; NULL (a failure recorded) otherwise. */
+const uint8_t *bench_vx_received(int status, const struct voxshm_view *v, size_t len);
+/* Releases the view; 0, or -1 with a failure recorded. */
+int bench_vx_release(const struct voxshm_attachments *att, const struct voxshm_view *v);
 
 /* Shared by the two-process mechanisms: forks, runs `child` in the child
  * (which must fill the report and return), runs `parent` in the parent,

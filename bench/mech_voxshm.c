@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,8 +15,34 @@
 /* Generous: a healthy run never waits this long. */
 #define VX_TIMEOUT_MS 30000
 
-static int vx_fail(const char *what, voxshm_status s) {
-  return bench_fail("%s: %s: %s", what, voxshm_status_name((int)s), voxshm_last_error());
+int bench_check_abi(const char *program) {
+  if (voxshm_abi_version() == VOXSHM_ABI_VERSION) {
+    return 0;
+  }
+  fprintf(stderr, "%s: library ABI %u, header ABI %u\n", program, voxshm_abi_version(),
+          VOXSHM_ABI_VERSION);
+  return -1;
+}
+
+int bench_vx_fail(const char *what, int status) {
+  return bench_fail("%s: %s: %s", what, voxshm_status_name(status), voxshm_last_error());
+}
+
+const uint8_t *bench_vx_received(int status, const voxshm_view *v, size_t len) {
+  if (status != VOXSHM_OK) {
+    bench_vx_fail("voxshm_attachments_recv", status);
+    return NULL;
+  }
+  if (v->len != len) {
+    bench_fail("voxshm_attachments_recv: %zu bytes, expected %zu", v->len, len);
+    return NULL;
+  }
+  return v->data;
+}
+
+int bench_vx_release(const voxshm_attachments *att, const voxshm_view *v) {
+  voxshm_status s = voxshm_attachments_release(att, v);
+  return s == VOXSHM_OK ? 0 : bench_vx_fail("voxshm_attachments_release", s);
 }
 
 /* ---- producer ----------------------------------------------------------- */
@@ -31,7 +58,7 @@ static uint8_t *vx_acquire(void *p, size_t len) {
   vx_tx *t = p;
   voxshm_status s = voxshm_registry_alloc(t->reg, len, VX_TIMEOUT_MS, &t->a);
   if (s != VOXSHM_OK) {
-    vx_fail("voxshm_registry_alloc", s);
+    bench_vx_fail("voxshm_registry_alloc", s);
     return NULL;
   }
   return t->a.data;
@@ -40,7 +67,7 @@ static uint8_t *vx_acquire(void *p, size_t len) {
 static int vx_submit(void *p, size_t len) {
   vx_tx *t = p;
   voxshm_status s = voxshm_registry_send(t->reg, &t->a, len);
-  return s == VOXSHM_OK ? 0 : vx_fail("voxshm_registry_send", s);
+  return s == VOXSHM_OK ? 0 : bench_vx_fail("voxshm_registry_send", s);
 }
 
 static void vx_measure_start(void *p) {
@@ -68,7 +95,7 @@ static int64_t vx_prime(void *p, const bench_plan *pl) {
     }
     if (s != VOXSHM_OK) {
       free(as);
-      return vx_fail("voxshm_registry_alloc (first lap)", s);
+      return bench_vx_fail("voxshm_registry_alloc (first lap)", s);
     }
   }
   for (size_t i = 0; i < k; i++) {
@@ -76,7 +103,7 @@ static int64_t vx_prime(void *p, const bench_plan *pl) {
     voxshm_status s = voxshm_registry_send(t->reg, &as[i], pl->payload);
     if (s != VOXSHM_OK) {
       free(as);
-      return vx_fail("voxshm_registry_send (first lap)", s);
+      return bench_vx_fail("voxshm_registry_send (first lap)", s);
     }
   }
   free(as);
@@ -104,7 +131,7 @@ static int vx_producer(const bench_plan *pl, void *ctx, void *out) {
   voxshm_status s = voxshm_registry_new(t->fd, &o, &t->reg);
   if (s != VOXSHM_OK) {
     close(t->fd);
-    return vx_fail("voxshm_registry_new", s);
+    return bench_vx_fail("voxshm_registry_new", s);
   }
   static const tx_ops ops = {vx_acquire, vx_submit, vx_measure_start, vx_prime};
   int rc = bench_producer_loop(pl, &ops, t, out);
@@ -118,7 +145,7 @@ static int vx_producer(const bench_plan *pl, void *ctx, void *out) {
   if (rc == 0) {
     s = voxshm_registry_wait_idle(t->reg, VX_TIMEOUT_MS);
     if (s != VOXSHM_OK) {
-      rc = vx_fail("voxshm_registry_wait_idle", s);
+      rc = bench_vx_fail("voxshm_registry_wait_idle", s);
     }
   }
   voxshm_registry_free(t->reg);
@@ -136,21 +163,12 @@ typedef struct vx_rx {
 static const uint8_t *vx_receive(void *p, size_t len) {
   vx_rx *r = p;
   voxshm_status s = voxshm_attachments_recv(r->att, VX_TIMEOUT_MS, &r->v);
-  if (s != VOXSHM_OK) {
-    vx_fail("voxshm_attachments_recv", s);
-    return NULL;
-  }
-  if (r->v.len != len) {
-    bench_fail("voxshm_attachments_recv: %zu bytes, expected %zu", r->v.len, len);
-    return NULL;
-  }
-  return r->v.data;
+  return bench_vx_received(s, &r->v, len);
 }
 
 static int vx_done(void *p) {
   vx_rx *r = p;
-  voxshm_status s = voxshm_attachments_release(r->att, &r->v);
-  return s == VOXSHM_OK ? 0 : vx_fail("voxshm_attachments_release", s);
+  return bench_vx_release(r->att, &r->v);
 }
 
 static int vx_consumer(const bench_plan *pl, void *ctx, void *out) {
@@ -162,7 +180,7 @@ static int vx_consumer(const bench_plan *pl, void *ctx, void *out) {
   voxshm_status s = voxshm_attachments_new(r->fd, &o, &r->att);
   if (s != VOXSHM_OK) {
     close(r->fd);
-    return vx_fail("voxshm_attachments_new", s);
+    return bench_vx_fail("voxshm_attachments_new", s);
   }
   static const rx_ops ops = {vx_receive, vx_done};
   int rc = bench_consumer_loop(pl, &ops, r, out);
@@ -174,7 +192,7 @@ int mech_voxshm(const bench_plan *pl, case_result *res) {
   int fds[2];
   voxshm_status s = voxshm_channel_pair(fds);
   if (s != VOXSHM_OK) {
-    return vx_fail("voxshm_channel_pair", s);
+    return bench_vx_fail("voxshm_channel_pair", s);
   }
   vx_tx t;
   vx_rx r;

@@ -18,14 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "voxshm.h"
-
-#define KiB (1024ull)
-#define MiB (1024ull * KiB)
-#define GiB (1024ull * MiB)
 
 typedef int (*mech_fn)(const bench_plan *, case_result *);
 
@@ -88,31 +83,6 @@ static void usage(FILE *f) {
           "  --min-inflight SIZE ... but at least this many bytes (default 4M)\n");
 }
 
-static bool parse_size(const char *s, uint64_t *out) {
-  char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end == s) {
-    return false;
-  }
-  switch (*end) {
-    case 'k': case 'K': v *= KiB; end++; break;
-    case 'm': case 'M': v *= MiB; end++; break;
-    case 'g': case 'G': v *= GiB; end++; break;
-    default: break;
-  }
-  if (*end == 'i' || *end == 'I') {
-    end++;
-  }
-  if (*end == 'b' || *end == 'B') {
-    end++;
-  }
-  if (*end != '\0' || v < 2 * BENCH_HEADER_LEN || v % 8 != 0 || v >= 4 * GiB) {
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
 /* Splits a comma-separated list in place and calls f on every item. */
 static bool each_item(char *list, bool (*f)(const char *, options *), options *o) {
   for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL;
@@ -126,7 +96,7 @@ static bool each_item(char *list, bool (*f)(const char *, options *), options *o
 }
 
 static bool add_size(const char *s, options *o) {
-  return o->n_sizes < MAX_SIZES && parse_size(s, &o->sizes[o->n_sizes++]);
+  return o->n_sizes < MAX_SIZES && bench_parse_size(s, 2 * BENCH_HEADER_LEN, &o->sizes[o->n_sizes++]);
 }
 
 static bool add_mech(const char *s, options *o) {
@@ -168,8 +138,7 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--no-pin") == 0) {
       o->pin = false;
     } else if (strcmp(a, "--cpus") == 0 && has_value) {
-      if (sscanf(argv[++i], "%d,%d", &o->cpu_tx, &o->cpu_rx) != 2 || o->cpu_tx < 0 ||
-          o->cpu_rx < 0 || o->cpu_tx >= CPU_SETSIZE || o->cpu_rx >= CPU_SETSIZE) {
+      if (!bench_parse_cpus(argv[++i], &o->cpu_tx, &o->cpu_rx)) {
         fprintf(stderr, "voxshm-bench: --cpus needs two CPU numbers, e.g. 0,1\n");
         return -1;
       }
@@ -181,7 +150,7 @@ static int parse_args(int argc, char **argv, options *o) {
         return -1;
       }
     } else if (strcmp(a, "--min-inflight") == 0 && has_value) {
-      if (!parse_size(argv[++i], &o->min_inflight)) {
+      if (!bench_parse_size(argv[++i], 2 * BENCH_HEADER_LEN, &o->min_inflight)) {
         fprintf(stderr, "voxshm-bench: bad --min-inflight\n");
         return -1;
       }
@@ -265,51 +234,6 @@ static bench_plan make_plan(const options *o, int mode, uint64_t payload) {
   return p;
 }
 
-static void size_label(uint64_t v, char *buf, size_t len) {
-  if (v >= MiB && v % MiB == 0) {
-    snprintf(buf, len, "%llu MiB", (unsigned long long)(v / MiB));
-  } else if (v >= KiB && v % KiB == 0) {
-    snprintf(buf, len, "%llu KiB", (unsigned long long)(v / KiB));
-  } else {
-    snprintf(buf, len, "%llu B", (unsigned long long)v);
-  }
-}
-
-static void machine_description(FILE *f) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  char model[256] = "unknown CPU";
-  char line[512];
-  unsigned long long mem_kb = 0;
-  FILE *c = fopen("/proc/cpuinfo", "r");
-  if (c != NULL) {
-    while (fgets(line, sizeof line, c) != NULL) {
-      if (strncmp(line, "model name", 10) == 0) {
-        char *v = strchr(line, ':');
-        if (v != NULL) {
-          v += 1 + (v[1] == ' ');
-          v[strcspn(v, "\n")] = '\0';
-          snprintf(model, sizeof model, "%s", v);
-        }
-        break;
-      }
-    }
-    fclose(c);
-  }
-  FILE *m = fopen("/proc/meminfo", "r");
-  if (m != NULL) {
-    while (fgets(line, sizeof line, m) != NULL) {
-      if (sscanf(line, "MemTotal: %llu kB", &mem_kb) == 1) {
-        break;
-      }
-    }
-    fclose(m);
-  }
-  struct utsname u;
-  uname(&u);
-  fprintf(f, "machine: %ld CPUs, %s, %.1f GiB RAM, %s %s %s\n", cpus, model,
-          (double)mem_kb / (1024.0 * 1024.0), u.sysname, u.release, u.machine);
-}
-
 /* CPU time, in seconds, that every process on the machine and that this
  * process with its reaped children have used so far: their difference
  * over a case is what other processes took from the benchmark. */
@@ -381,7 +305,7 @@ static void print_table_header(void) {
 
 static void print_row(const case_result *r, const mechanism *m, const case_result *vx) {
   char sz[32], ratio[32] = "-";
-  size_label(r->payload, sz, sizeof sz);
+  bench_size_label(r->payload, sz, sizeof sz);
   if (vx != NULL && vx->median_us > 0) {
     snprintf(ratio, sizeof ratio, "%.2fx", r->median_us / vx->median_us);
   }
@@ -451,7 +375,7 @@ static void print_bar(const case_result *rs, size_t n) {
       continue;
     }
     char sz[32];
-    size_label(x->payload, sz, sizeof sz);
+    bench_size_label(x->payload, sz, sizeof sz);
     double r = x->gbps / c->gbps;
     printf("  3. full at %s, voxshm vs in-process throughput: %.2f vs %.2f GB/s = %.0f%% "
            "(need >= 80%%): %s\n",
@@ -493,17 +417,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  if (voxshm_abi_version() != VOXSHM_ABI_VERSION) {
-    fprintf(stderr, "voxshm-bench: library ABI %u, header ABI %u\n", voxshm_abi_version(),
-            VOXSHM_ABI_VERSION);
+  if (bench_check_abi("voxshm-bench") != 0) {
     return 1;
   }
 
   printf("voxshm-bench, libvoxshm %s\n", voxshm_version());
-  machine_description(stdout);
+  bench_machine_description(stdout);
   bench_plan example = make_plan(&o, MODE_TRANSPORT, 256 * MiB);
   char minf[32];
-  size_label(o.min_inflight, minf, sizeof minf);
+  bench_size_label(o.min_inflight, minf, sizeof minf);
   printf("run: %s; per case a warm-up of at least in-flight + 2 payloads and up to %.2f s, then "
          "%llu..%llu measured payloads for up to %.2f s\n",
          o.quick ? "quick" : "full", (double)example.warm_ns / 1e9,
@@ -545,7 +467,7 @@ int main(int argc, char **argv) {
         }
         bench_plan pl = make_plan(&o, mode, o.sizes[s]);
         char sz[32];
-        size_label(pl.payload, sz, sizeof sz);
+        bench_size_label(pl.payload, sz, sizeof sz);
         fprintf(stderr, "[%zu/%zu] %s %s %s ...", ++done, total, MECHS[m].name, MODE_NAMES[mode],
                 sz);
         uint64_t t0 = bench_now_ns();
@@ -587,7 +509,7 @@ int main(int argc, char **argv) {
     }
     const case_result *r = &results[i];
     char sz[32];
-    size_label(r->payload, sz, sizeof sz);
+    bench_size_label(r->payload, sz, sizeof sz);
     printf("  %-9s %8s: regions %lld / %lld; faults: sender %llu, receiver %llu in %llu "
            "messages\n",
            MODE_NAMES[r->mode], sz, (long long)r->regions_created, (long long)r->regions_retired,
@@ -606,7 +528,7 @@ int main(int argc, char **argv) {
       any_work = true;
     }
     char sz[32];
-    size_label(r->payload, sz, sizeof sz);
+    bench_size_label(r->payload, sz, sizeof sz);
     printf("  %8s  %-18s  write %10.3f us  read %10.3f us\n", sz, label_of(r->mechanism),
            r->write_us, r->read_us);
   }

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Builds libvoxshm in release mode and voxshm-bench against it, then runs
-# the benchmark with the arguments given, e.g.
-#   ./scripts/bench.sh --quick
+# Builds libvoxshm in release mode and the two benchmark programs against
+# it, then runs one of them with the arguments given:
+#   ./scripts/bench.sh --quick                      # voxshm-bench
 #   ./scripts/bench.sh --csv docs/benchmarks.csv
+#   ./scripts/bench.sh --latency --quick            # voxshm-latency
+#   ./scripts/bench.sh --latency --csv latency.csv
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+program=voxshm-bench
+if [[ "${1:-}" == "--latency" ]]; then
+  program=voxshm-latency
+  shift
+fi
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet
@@ -14,8 +22,14 @@ ln -sf libvoxshm.so "$lib/libvoxshm.so.0"
 
 out="$target/bench"
 mkdir -p "$out"
-"${CC:-cc}" -std=c11 -O2 -Wall -Wextra -Iinclude \
-  bench/voxshm-bench.c bench/bench.c bench/mech_voxshm.c bench/mech_kernel.c \
-  -L"$lib" -Wl,-rpath,"$lib" -lvoxshm -o "$out/voxshm-bench"
+build() {
+  local name="$1"
+  shift
+  "${CC:-cc}" -std=c11 -O2 -Wall -Wextra -Iinclude "$@" bench/bench.c \
+    -L"$lib" -Wl,-rpath,"$lib" -lvoxshm -o "$out/$name"
+}
+build voxshm-bench bench/voxshm-bench.c bench/mech_voxshm.c bench/mech_kernel.c
+build voxshm-latency bench/voxshm-latency.c bench/latency.c bench/lat_voxshm.c bench/lat_floors.c \
+  bench/mech_voxshm.c
 
-exec "$out/voxshm-bench" "$@"
+exec "$out/$program" "$@"
