@@ -374,7 +374,9 @@ impl Attachments {
             let read = slept || (deadline.expired() && self.hub.fd_watched());
             let changed = self.pump(&mut g, read)?.changed;
             slept = false;
-            if !g.s.side.queue.is_empty() || g.s.link.ring_has_entries()? {
+            // Reading the socket can make the ring active (SEGMENT); the
+            // ring itself was looked at above.
+            if !g.s.side.queue.is_empty() || (changed && g.s.link.ring_has_entries()?) {
                 continue;
             }
             if g.s.link.is_gone() {
@@ -528,7 +530,11 @@ impl Attachments {
         // A full channel: wait for room while reading what the sender sends
         // meanwhile (so neither side blocks the other). Only `flush` (which
         // `pump` also runs) sends releases, so each goes out exactly once.
-        let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
+        let deadline = if side.pending_release.is_empty() {
+            Deadline::now()
+        } else {
+            Deadline::after_ms(self.opts.send_timeout_ms)
+        };
         while !side.pending_release.is_empty()
             && !link.is_gone()
             && !link.is_poisoned()

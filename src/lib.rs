@@ -8,6 +8,7 @@ pub mod channel;
 pub mod error;
 pub mod ffi;
 mod freelist;
+mod hash;
 mod hub;
 pub mod link;
 pub mod listener;

@@ -3,7 +3,7 @@
 //! mapping. It applies the ATTACH validation and the resolution checks of
 //! `docs/protocol.md`; the attachments feed it from their link.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::os::fd::OwnedFd;
 
 use tracing::{info, warn};
@@ -21,7 +21,7 @@ struct Mapped {
     map: Mapping,
     /// Live views per (offset, len): the RELEASE goes out when the last
     /// view of a reference is released.
-    views: HashMap<(u64, u32), u32>,
+    views: FastMap<(u64, u32), u32>,
     retire_pending: bool,
 }
 
@@ -50,15 +50,15 @@ fn protocol(msg: String) -> Error {
 /// The receiver's regions.
 pub struct Mappings {
     limits: Limits,
-    maps: HashMap<u32, Mapped>,
+    maps: FastMap<u32, Mapped>,
     /// The highest generation ever attached (mapped or rejected) for each
     /// map_id. An ATTACH must carry a higher one, so a retired generation
     /// can never be mapped again and its references stay stale, whatever
     /// the sender does (ABA protection does not rest on the sender alone).
-    highest: HashMap<u32, u32>,
+    highest: FastMap<u32, u32>,
     /// Regions whose ATTACH was rejected, with the rejection: references
     /// into them fail at once with it, and their RETIRE is acknowledged.
-    rejected: HashMap<u32, (u32, Error)>,
+    rejected: FastMap<u32, (u32, Error)>,
     mapped_bytes: u64,
     pub attaches_received: u64,
     pub attaches_rejected: u64,
@@ -69,9 +69,9 @@ impl Mappings {
     pub fn new(limits: Limits) -> Mappings {
         Mappings {
             limits,
-            maps: HashMap::new(),
-            highest: HashMap::new(),
-            rejected: HashMap::new(),
+            maps: FastMap::default(),
+            highest: FastMap::default(),
+            rejected: FastMap::default(),
             mapped_bytes: 0,
             attaches_received: 0,
             attaches_rejected: 0,
@@ -123,7 +123,7 @@ impl Mappings {
                     Mapped {
                         generation: a.map_generation,
                         map,
-                        views: HashMap::new(),
+                        views: FastMap::default(),
                         retire_pending: false,
                     },
                 );

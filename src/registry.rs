@@ -3,7 +3,7 @@
 //! each region's ATTACH before any reference into it, takes releases back
 //! into the pool and retires idle regions once the receiver acknowledged.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
@@ -177,7 +177,7 @@ struct Side {
     pool: Pool,
     /// Space handed out, by `(map_id, map_offset)`: allocations not yet
     /// published, and leases the receiver holds.
-    leases: HashMap<(u32, u64), Lease>,
+    leases: FastMap<(u32, u64), Lease>,
     next_token: u64,
     allocations: u64,
     live_leases: u64,
@@ -977,7 +977,7 @@ impl Unstarted<RegistryOptions> {
         let side = Side {
             opts: opts.clone(),
             pool,
-            leases: HashMap::new(),
+            leases: FastMap::default(),
             next_token: 1,
             allocations: 0,
             live_leases: 0,
