@@ -5,8 +5,20 @@
 #   ./scripts/bench.sh --csv docs/benchmarks.csv
 #   ./scripts/bench.sh --latency --quick            # voxshm-latency
 #   ./scripts/bench.sh --latency --csv latency.csv
+#   ./scripts/bench.sh --iceoryx2 --quick           # the same shapes over iceoryx2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+
+# bench/iceoryx2 is a cargo project of its own (it downloads and builds
+# iceoryx2), built only here and only when asked.
+if [[ "${1:-}" == "--iceoryx2" ]]; then
+  shift
+  cargo build --release --quiet --manifest-path bench/iceoryx2/Cargo.toml \
+    --target-dir "$target/iceoryx2"
+  exec "$target/iceoryx2/release/voxshm-latency-iceoryx2" "$@"
+fi
 
 program=voxshm-bench
 if [[ "${1:-}" == "--latency" ]]; then
@@ -14,7 +26,6 @@ if [[ "${1:-}" == "--latency" ]]; then
   shift
 fi
 
-target="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet
 lib="$target/release"
 # The library's SONAME is libvoxshm.so.0; cargo only writes libvoxshm.so.
