@@ -188,6 +188,8 @@ struct Side {
     /// The references of those leases, for `wait_released`.
     reclaimed: std::collections::HashSet<Ref>,
     ignored_releases: u64,
+    /// Allocations since the release ring was last looked at.
+    allocs_since_releases: u32,
     payloads_published: u64,
     payload_bytes_published: u64,
 }
@@ -246,7 +248,20 @@ impl Endpoint for Side {
     }
 }
 
+/// How many allocations may pass without looking at the release ring.
+const RELEASES_EVERY: u32 = 16;
+
 impl Side {
+    /// Counts an allocation; true every `RELEASES_EVERY`th.
+    fn releases_due(&mut self) -> bool {
+        self.allocs_since_releases += 1;
+        if self.allocs_since_releases >= RELEASES_EVERY {
+            self.allocs_since_releases = 0;
+            return true;
+        }
+        false
+    }
+
     /// Applies the releases waiting in the ring (at most one ring's worth,
     /// so a peer that keeps pushing cannot hold this call). True if any.
     fn take_releases(&mut self, link: &mut Link) -> Result<bool> {
@@ -471,8 +486,13 @@ impl Registry {
     /// the socket (`full`: read it; otherwise only if something may wait
     /// there, which on the ring path is rarely: no system call).
     fn pump(&self, g: &mut Guard<'_, State>, full: bool) -> Result<bool> {
+        self.pump_with(g, full, true)
+    }
+
+    /// `pump`, taking the ring's releases only if `releases` says so.
+    fn pump_with(&self, g: &mut Guard<'_, State>, full: bool, releases: bool) -> Result<bool> {
         let State { link, side } = &mut g.s;
-        let mut changed = side.take_releases(link)?;
+        let mut changed = releases && side.take_releases(link)?;
         changed |= if full {
             link.pump(side)?
         } else {
@@ -547,8 +567,6 @@ impl Registry {
     /// Allocates `len` bytes of payload space, waiting up to `timeout_ms`
     /// when the budget is exhausted.
     pub fn alloc(&self, len: u64, timeout_ms: i64) -> Result<Allocation> {
-        let mut spin = Spin::default();
-        let mut slept = false;
         if len == 0 {
             return Err(Error::new(Status::ZeroLength, "alloc of 0 bytes"));
         }
@@ -561,13 +579,25 @@ impl Registry {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         let (need, region_len) = g.s.side.pool.sizes_for(len)?;
+        let mut spin = Spin::default();
+        let mut slept = false;
+        // The ring's releases are taken in batches (every RELEASES_EVERY
+        // allocations), or at once when space runs short: looking at the
+        // ring costs a cache miss that a payload's path does not need while
+        // there is room.
+        let mut eager = false;
         loop {
             g.s.link.check_usable()?;
-            self.pump(&mut g, slept)?;
+            let releases = eager || slept || g.s.side.releases_due();
+            self.pump_with(&mut g, slept, releases)?;
             g.s.link.check_usable()?;
             let side = &g.s.side;
             let limit = self.opts.max_in_flight_bytes;
             let queue_full = limit > 0 && side.live_leases > 0 && side.leased_bytes + need > limit;
+            if queue_full && !eager {
+                eager = true;
+                continue;
+            }
             if queue_full {
                 if deadline.expired() {
                     return Err(not_yet(
@@ -587,6 +617,10 @@ impl Registry {
             }
             if let Some(a) = g.s.side.take(need) {
                 return Ok(a);
+            }
+            if !eager {
+                eager = true;
+                continue;
             }
             if g.s.side.pool.can_grow(region_len) {
                 let r = self.new_region(&mut g.s, region_len, need);
@@ -985,6 +1019,7 @@ impl Unstarted<RegistryOptions> {
             lost_leases: 0,
             reclaimed: Default::default(),
             ignored_releases: 0,
+            allocs_since_releases: 0,
             payloads_published: 0,
             payload_bytes_published: 0,
         };
