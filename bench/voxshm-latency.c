@@ -7,15 +7,17 @@
  *   voxshm-latency [--quick] [--csv FILE] [--sizes LIST] [--no-default-sizes]
  *                  [--mechanisms LIST] [--shapes LIST] [--variants LIST]
  *                  [--iterations N] [--warmup N] [--seconds S] [--spin-us N]
- *                  [--cpus A,B | --no-pin]
+ *                  [--cpus A,B | --no-pin] [--iceoryx2 PATH]
  *
  * See docs/benchmarks.md ("Latency and system calls") for what is measured.
  */
 #define _GNU_SOURCE
 #include "latency.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,7 @@ typedef struct options {
   uint64_t warmup;
   double seconds;
   uint32_t spin_us;
+  const char *iceoryx2; /* the comparison program, run once per case */
 } options;
 
 static void usage(FILE *f) {
@@ -60,7 +63,7 @@ static void usage(FILE *f) {
           "usage: voxshm-latency [--quick] [--csv FILE] [--sizes LIST] [--no-default-sizes]\n"
           "                      [--mechanisms LIST] [--shapes LIST] [--variants LIST]\n"
           "                      [--iterations N] [--warmup N] [--seconds S] [--spin-us N]\n"
-          "                      [--cpus A,B | --no-pin]\n"
+          "                      [--cpus A,B | --no-pin] [--iceoryx2 PATH]\n"
           "\n"
           "  --quick             every case short (a smoke test: a few seconds in all)\n"
           "  --csv FILE          also write one CSV row per case to FILE\n"
@@ -78,7 +81,10 @@ static void usage(FILE *f) {
           "                      voxshm's); block-spin0 spins 0\n"
           "  --cpus A,B          pin process A (the parent) to CPU A and B to CPU B\n"
           "                      (default 0,1 when there are two CPUs or more)\n"
-          "  --no-pin            let the scheduler place the processes\n",
+          "  --no-pin            let the scheduler place the processes\n"
+          "  --iceoryx2 PATH     also run PATH (bench/iceoryx2's program) on every case, in\n"
+          "                      the same table and ratios (./scripts/bench.sh --latency\n"
+          "                      --iceoryx2 builds it and passes it)\n",
           DEFAULT_SPIN_US);
 }
 
@@ -174,6 +180,8 @@ static int parse_args(int argc, char **argv, options *o) {
       rc = o->seconds > 0 && o->seconds < 3600 ? 0 : -1;
     } else if (strcmp(a, "--spin-us") == 0 && has_value) {
       o->spin_us = (uint32_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(a, "--iceoryx2") == 0 && has_value) {
+      o->iceoryx2 = argv[++i];
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       exit(0);
@@ -247,6 +255,131 @@ static lat_case make_case(const options *o, int shape, int variant, uint64_t siz
     c.meas_max = UINT64_MAX / 2;
   }
   return c;
+}
+
+/* ---- iceoryx2, a program of its own -------------------------------------- */
+
+static const lat_mech MECH_ICEORYX2 = {
+    .name = "iceoryx2",
+    .kind = KIND_BASELINE,
+    .about = "iceoryx2 0.10 publish-subscribe, event service to block (bench/iceoryx2, one "
+             "process pair per case, the same shapes and counters)",
+};
+
+/* A per-payload figure of the CSV back into a total over `n` payloads. */
+static int64_t total_of(const char *field, uint64_t n) {
+  if (*field == '\0' || strcmp(field, "n/a") == 0) {
+    return -1;
+  }
+  return (int64_t)(strtod(field, NULL) * (double)n + 0.5);
+}
+
+/* Runs the iceoryx2 program on case `c` alone (same sizes, variant, spin,
+ * time and CPUs) and reads its CSV row back. 0 on success. */
+static int run_iceoryx2(const options *o, const lat_case *c, lat_result *out) {
+  char csv[] = "/tmp/voxshm-latency-iceoryx2-XXXXXX";
+  int fd = mkstemp(csv);
+  if (fd < 0) {
+    return bench_fail("mkstemp: %s", strerror(errno));
+  }
+  close(fd);
+  char size[32], iters[32], warm[32], secs[32], spin[32], cpus[32];
+  snprintf(size, sizeof size, "%zu", c->size);
+  snprintf(iters, sizeof iters, "%llu", (unsigned long long)o->iterations);
+  snprintf(warm, sizeof warm, "%llu", (unsigned long long)o->warmup);
+  snprintf(secs, sizeof secs, "%g", o->seconds);
+  snprintf(spin, sizeof spin, "%u", o->spin_us);
+  snprintf(cpus, sizeof cpus, "%d,%d", o->cpu_a, o->cpu_b);
+  const char *argv[32];
+  int k = 0;
+  argv[k++] = o->iceoryx2;
+  argv[k++] = "--no-default-sizes";
+  argv[k++] = "--sizes";
+  argv[k++] = size;
+  argv[k++] = "--shapes";
+  argv[k++] = LAT_SHAPE_NAMES[c->shape];
+  argv[k++] = "--variants";
+  argv[k++] = LAT_VARIANT_NAMES[c->variant];
+  argv[k++] = "--iterations";
+  argv[k++] = iters;
+  argv[k++] = "--warmup";
+  argv[k++] = warm;
+  argv[k++] = "--seconds";
+  argv[k++] = secs;
+  argv[k++] = "--spin-us";
+  argv[k++] = spin;
+  argv[k++] = o->pin ? "--cpus" : "--no-pin";
+  if (o->pin) {
+    argv[k++] = cpus;
+  }
+  argv[k++] = "--csv";
+  argv[k++] = csv;
+  argv[k] = NULL;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) {
+    unlink(csv);
+    return bench_fail("fork: %s", strerror(errno));
+  }
+  if (pid == 0) {
+    /* Its own table is not wanted here: only the CSV. */
+    if (freopen("/dev/null", "w", stdout) == NULL) {
+      _exit(127);
+    }
+    execv(o->iceoryx2, (char *const *)argv);
+    _exit(127);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  char line[1024] = "";
+  FILE *f = fopen(csv, "r");
+  bool got = f != NULL && fgets(line, sizeof line, f) != NULL && fgets(line, sizeof line, f) != NULL;
+  if (f != NULL) {
+    fclose(f);
+  }
+  unlink(csv);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !got) {
+    return bench_fail("%s exited with status %d and wrote %s", o->iceoryx2,
+                      WIFEXITED(st) ? WEXITSTATUS(st) : -1, got ? "a row" : "no row");
+  }
+  /* mechanism,shape,variant,size,iterations,median_us,p99_us,payloads_per_s,gb_per_s,
+     sys a,sys b,csw a,csw b,cpu a,cpu b,sys_us a,sys_us b,... (empty fields kept) */
+  char *fields[24] = {0};
+  size_t nf = 0;
+  char *p = line;
+  line[strcspn(line, "\r\n")] = '\0';
+  while (nf < 24) {
+    fields[nf++] = p;
+    char *comma = strchr(p, ',');
+    if (comma == NULL) {
+      break;
+    }
+    *comma = '\0';
+    p = comma + 1;
+  }
+  if (nf < 17) {
+    return bench_fail("%s wrote a row of %zu fields", o->iceoryx2, nf);
+  }
+  memset(out, 0, sizeof *out);
+  out->mech = &MECH_ICEORYX2;
+  out->c = *c;
+  out->payloads = strtoull(fields[4], NULL, 10);
+  out->median_us = strtod(fields[5], NULL);
+  out->p99_us = strtod(fields[6], NULL);
+  out->payloads_per_s = strtod(fields[7], NULL);
+  out->gb_per_s = strtod(fields[8], NULL);
+  lat_side_counts *sides[2] = {&out->a, &out->b};
+  for (int i = 0; i < 2; i++) {
+    lat_side_counts *sd = sides[i];
+    sd->payloads = out->payloads;
+    sd->syscalls = total_of(fields[9 + i], out->payloads);
+    sd->ctxsw = total_of(fields[11 + i], out->payloads);
+    sd->cpu_ns = (uint64_t)(total_of(fields[13 + i], out->payloads) * 1000);
+    sd->sys_ns = (uint64_t)(total_of(fields[15 + i], out->payloads) * 1000);
+    sd->handles.ring = -1;
+  }
+  return 0;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -458,6 +591,15 @@ int main(int argc, char **argv) {
       total += (o.shape_on[s] && o.mech_on[m] && has) * sizes.n * variants;
     }
   }
+  if (o.iceoryx2 != NULL) {
+    /* One more row per group. */
+    size_t groups = 0;
+    for (int sh = 0; sh < N_SHAPES; sh++) {
+      groups += o.shape_on[sh] * sizes_of(&o, sh).n * variants;
+    }
+    total += groups;
+    printf("  %-14s %s\n", MECH_ICEORYX2.name, MECH_ICEORYX2.about);
+  }
   lat_result *results = calloc(total ? total : 1, sizeof *results);
   if (results == NULL) {
     perror("calloc");
@@ -504,6 +646,20 @@ int main(int argc, char **argv) {
           }
           print_row(&results[n]);
           n++;
+        }
+        if (o.iceoryx2 != NULL) {
+          bench_clear_error();
+          fprintf(stderr, "[iceoryx2] %s %zu %s ...", LAT_SHAPE_NAMES[s], c.size,
+                  LAT_VARIANT_NAMES[v]);
+          if (run_iceoryx2(&o, &c, &results[n]) != 0) {
+            fprintf(stderr, " FAILED\n");
+            printf("  %-14s FAILED: %s\n", MECH_ICEORYX2.name, bench_error());
+            failures++;
+          } else {
+            fprintf(stderr, " done\n");
+            print_row(&results[n]);
+            n++;
+          }
         }
         print_ratios(&results[first], n - first);
       }

@@ -6,6 +6,7 @@
 #   ./scripts/bench.sh --latency --quick            # voxshm-latency
 #   ./scripts/bench.sh --latency --csv latency.csv
 #   ./scripts/bench.sh --iceoryx2 --quick           # the same shapes over iceoryx2
+#   ./scripts/bench.sh --latency --iceoryx2 [args]  # both, case by case, in one table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,9 +22,16 @@ if [[ "${1:-}" == "--iceoryx2" ]]; then
 fi
 
 program=voxshm-bench
+extra=()
 if [[ "${1:-}" == "--latency" ]]; then
   program=voxshm-latency
   shift
+  if [[ "${1:-}" == "--iceoryx2" ]]; then
+    shift
+    cargo build --release --quiet --manifest-path bench/iceoryx2/Cargo.toml \
+      --target-dir "$target/iceoryx2"
+    extra=(--iceoryx2 "$target/iceoryx2/release/voxshm-latency-iceoryx2")
+  fi
 fi
 
 cargo build --release --quiet
@@ -43,4 +51,4 @@ build voxshm-bench bench/voxshm-bench.c bench/mech_voxshm.c bench/mech_kernel.c
 build voxshm-latency bench/voxshm-latency.c bench/latency.c bench/lat_voxshm.c bench/lat_floors.c \
   bench/mech_voxshm.c
 
-exec "$out/$program" "$@"
+exec "$out/$program" "${extra[@]}" "$@"

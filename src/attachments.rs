@@ -14,7 +14,7 @@ use crate::link::{Endpoint, Incoming, Link, Role};
 use crate::mappings::{Mappings, Retired};
 use crate::region::Limits;
 use crate::ring::Capacities;
-use crate::sys::{self, Deadline};
+use crate::sys::{self, Deadline, LazyDeadline};
 use crate::wire::{self, Ext, Ref};
 
 /// Receiver configuration.
@@ -336,7 +336,7 @@ impl Attachments {
     /// resolves it, waiting up to `timeout_ms`. A reference that fails to
     /// resolve is released back to the sender and its error returned.
     pub fn recv(&self, timeout_ms: i64) -> Result<View> {
-        let deadline = Deadline::after_ms(timeout_ms);
+        let mut deadline = LazyDeadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         let mut spin = Spin::default();
         let mut slept = false;
@@ -371,7 +371,7 @@ impl Attachments {
             }
             // A caller watching the fd calls when it is readable: read it
             // (a hang-up changes no count in the segment).
-            let read = slept || (deadline.expired() && self.hub.fd_watched());
+            let read = slept || (deadline.get().expired() && self.hub.fd_watched());
             let changed = self.pump(&mut g, read)?.changed;
             slept = false;
             // Reading the socket can make the ring active (SEGMENT); the
@@ -386,7 +386,7 @@ impl Attachments {
                 ));
             }
             let nothing = || Error::new(Status::Timeout, "no payload arrived before the timeout");
-            if deadline.expired() {
+            if deadline.get().expired() {
                 // A caller that polls the fd gets it readable when the next
                 // reference comes.
                 if self.hub.fd_watched() && !g.s.link.prepare_sleep()? {
@@ -397,7 +397,7 @@ impl Attachments {
             if changed {
                 continue;
             }
-            if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline) {
+            if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline.get()) {
                 drop(g);
                 spin.pause();
                 g = self.hub.lock();
@@ -406,7 +406,7 @@ impl Attachments {
             if !g.s.link.prepare_sleep()? {
                 continue;
             }
-            g = self.hub.wait(g, deadline)?;
+            g = self.hub.wait(g, deadline.get())?;
             slept = true;
         }
     }

@@ -15,7 +15,7 @@ use crate::link::{Endpoint, Incoming, Link, Role};
 use crate::pool::{Pool, PoolOptions};
 use crate::region::RegionSpec;
 use crate::ring::{self, Capacities};
-use crate::sys::{self, Deadline};
+use crate::sys::{self, Deadline, LazyDeadline};
 use crate::wire::{Attach, Ext, Ref};
 
 pub use crate::pool::ALIGN;
@@ -375,21 +375,7 @@ impl Side {
     }
 
     fn lease_mut(&mut self, a: &Allocation) -> Result<&mut Lease> {
-        // Another registry numbers its regions, offsets and tokens the same
-        // way: only the address tells its allocations apart.
-        let here = self.pool.address(a.map_id, a.map_generation, a.map_offset) == Some(a.data);
-        self.leases
-            .get_mut(&(a.map_id, a.map_offset))
-            .filter(|l| here && l.token == a.token && l.len == a.capacity && l.published.is_none())
-            .ok_or_else(|| {
-                Error::new(
-                    Status::InvalidAllocation,
-                    format!(
-                        "allocation {}/{}+{} is unknown, already published or aborted",
-                        a.map_id, a.map_generation, a.map_offset
-                    ),
-                )
-            })
+        lease_of(&self.pool, &mut self.leases, a)
     }
 
     /// Hands out `need` bytes from a region that has them.
@@ -419,44 +405,104 @@ impl Side {
     /// Checks a publish request without changing anything.
     fn check_publish(&mut self, a: &Allocation, len: u64) -> Result<Ref> {
         let lease = self.lease_mut(a)?;
-        if len == 0 {
-            return Err(Error::new(Status::ZeroLength, "publish of 0 bytes"));
-        }
-        if len > lease.len || len > u32::MAX as u64 {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!("publish of {len} bytes from an allocation of {}", lease.len),
-            ));
-        }
-        Ok(Ref {
-            map_id: a.map_id,
-            map_generation: a.map_generation,
-            map_offset: a.map_offset,
-            payload_len: len as u32,
-        })
+        publish_ref(lease, a, len)
     }
 
     /// Marks the lease of `a` published as `r` (which `check_publish`
     /// returned for it) and gives its unused tail back.
     fn mark_published(&mut self, a: &Allocation, r: &Ref) -> Result<()> {
-        let lease = self.lease_mut(a)?;
-        lease.published = Some((r.payload_len, THE_PEER));
-        let keep = sys::round_up(r.payload_len as u64, ALIGN).unwrap_or(lease.len);
-        let tail = lease.len.saturating_sub(keep);
-        if tail > 0 {
-            lease.len = keep;
+        let lease = lease_of(&self.pool, &mut self.leases, a)?;
+        let held = lease_published(lease, r);
+        self.note_published(held, r);
+        Ok(())
+    }
+
+    /// Publishes `len` bytes of `a` through `push` (the ring), with one
+    /// look-up of the lease: the lease is marked published only if `push`
+    /// took the reference (`Ok(false)`: it did not, nothing changed).
+    fn publish_via(
+        &mut self,
+        a: &Allocation,
+        len: u64,
+        push: impl FnOnce(&Ref) -> Result<bool>,
+    ) -> Result<bool> {
+        let lease = lease_of(&self.pool, &mut self.leases, a)?;
+        let r = publish_ref(lease, a, len)?;
+        fence(Ordering::Release);
+        if !push(&r)? {
+            return Ok(false);
         }
-        let held = lease.len;
+        let tail = lease_published(lease, &r);
+        self.note_published(tail, &r);
+        Ok(true)
+    }
+
+    /// Counts a payload published, its lease holding `held` bytes; gives
+    /// back the unused `tail` after them.
+    fn note_published(&mut self, (held, tail): (u64, u64), r: &Ref) {
         if tail > 0 {
-            self.pool.give_back(r.map_id, r.map_offset + keep, tail);
+            self.pool.give_back(r.map_id, r.map_offset + held, tail);
         }
         self.live_leases += 1;
         self.leased_bytes += held;
         self.allocations -= 1;
         self.payloads_published += 1;
         self.payload_bytes_published += r.payload_len as u64;
-        Ok(())
     }
+}
+
+/// The unpublished lease of allocation `a`.
+fn lease_of<'a>(
+    pool: &Pool,
+    leases: &'a mut FastMap<(u32, u64), Lease>,
+    a: &Allocation,
+) -> Result<&'a mut Lease> {
+    // Another registry numbers its regions, offsets and tokens the same
+    // way: only the address tells its allocations apart.
+    let here = pool.address(a.map_id, a.map_generation, a.map_offset) == Some(a.data);
+    leases
+        .get_mut(&(a.map_id, a.map_offset))
+        .filter(|l| here && l.token == a.token && l.len == a.capacity && l.published.is_none())
+        .ok_or_else(|| {
+            Error::new(
+                Status::InvalidAllocation,
+                format!(
+                    "allocation {}/{}+{} is unknown, already published or aborted",
+                    a.map_id, a.map_generation, a.map_offset
+                ),
+            )
+        })
+}
+
+/// The reference publishing `len` bytes of `a` would make, if it may.
+fn publish_ref(lease: &Lease, a: &Allocation, len: u64) -> Result<Ref> {
+    if len == 0 {
+        return Err(Error::new(Status::ZeroLength, "publish of 0 bytes"));
+    }
+    if len > lease.len || len > u32::MAX as u64 {
+        return Err(Error::new(
+            Status::TooLarge,
+            format!("publish of {len} bytes from an allocation of {}", lease.len),
+        ));
+    }
+    Ok(Ref {
+        map_id: a.map_id,
+        map_generation: a.map_generation,
+        map_offset: a.map_offset,
+        payload_len: len as u32,
+    })
+}
+
+/// Marks `lease` published as `r`, keeping what the payload needs; returns
+/// the bytes it holds and the tail it gave up.
+fn lease_published(lease: &mut Lease, r: &Ref) -> (u64, u64) {
+    lease.published = Some((r.payload_len, THE_PEER));
+    let keep = sys::round_up(r.payload_len as u64, ALIGN).unwrap_or(lease.len);
+    let tail = lease.len.saturating_sub(keep);
+    if tail > 0 {
+        lease.len = keep;
+    }
+    (lease.len, tail)
 }
 
 impl Registry {
@@ -576,7 +622,7 @@ impl Registry {
                 format!("alloc of {len} bytes: a payload is at most 4 GiB - 1"),
             ));
         }
-        let deadline = Deadline::after_ms(timeout_ms);
+        let mut deadline = LazyDeadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         let (need, region_len) = g.s.side.pool.sizes_for(len)?;
         let mut spin = Spin::default();
@@ -599,7 +645,7 @@ impl Registry {
                 continue;
             }
             if queue_full {
-                if deadline.expired() {
+                if deadline.get().expired() {
                     return Err(not_yet(
                         Status::NoSpace,
                         timeout_ms,
@@ -612,7 +658,7 @@ impl Registry {
                         },
                     ));
                 }
-                (g, slept) = self.wait(g, deadline, &mut spin, false)?;
+                (g, slept) = self.wait(g, deadline.get(), &mut spin, false)?;
                 continue;
             }
             if let Some(a) = g.s.side.take(need) {
@@ -634,7 +680,7 @@ impl Registry {
                 let State { link, side } = &mut g.s;
                 side.retire_idle(link, 0);
             }
-            if deadline.expired() {
+            if deadline.get().expired() {
                 let side = &g.s.side;
                 return Err(not_yet(
                     Status::NoSpace,
@@ -651,7 +697,7 @@ impl Registry {
                     },
                 ));
             }
-            (g, slept) = self.wait(g, deadline, &mut spin, false)?;
+            (g, slept) = self.wait(g, deadline.get(), &mut spin, false)?;
         }
     }
 
@@ -704,7 +750,7 @@ impl Registry {
                 "a vox receiver takes references only over its own transport: use publish",
             ));
         }
-        let deadline = Deadline::after_ms(if timeout_ms == TIMEOUT_CONFIGURED {
+        let mut deadline = LazyDeadline::after_ms(if timeout_ms == TIMEOUT_CONFIGURED {
             self.opts.send_timeout_ms
         } else {
             timeout_ms
@@ -724,24 +770,24 @@ impl Registry {
             if g.s.link.peer_said_hello() {
                 break;
             }
-            if deadline.expired() {
+            if deadline.get().expired() {
                 return Err(Error::new(
                     Status::Timeout,
                     "the receiver has not said HELLO yet",
                 ));
             }
-            g = self.hub.wait(g, deadline)?;
+            g = self.hub.wait(g, deadline.get())?;
             // Another thread may have published or aborted it meanwhile.
             r = g.s.side.check_publish(a, len)?;
         }
         if !g.s.link.ring_active() {
             let State { link, side } = &mut g.s;
-            link.start_ring(deadline, |l| l.pump(side).map(|_| ()))?;
+            link.start_ring(deadline.get(), |l| l.pump(side).map(|_| ()))?;
         }
         if g.s.link.ring_active() {
             return self.push_ref(g, a, len, deadline);
         }
-        let r = Self::send_ref(&mut g.s, a, &r, deadline);
+        let r = Self::send_ref(&mut g.s, a, &r, deadline.get());
         // Releases applied while waiting for room in the channel may have
         // freed space that other threads are waiting for.
         self.hub.notify(&g);
@@ -757,18 +803,17 @@ impl Registry {
         mut g: Guard<'a, State>,
         a: &Allocation,
         len: u64,
-        deadline: Deadline,
+        mut deadline: LazyDeadline,
     ) -> Result<()> {
         let mut spin = Spin::default();
         loop {
             // Checked again after each wait: another thread may have
             // published or aborted it meanwhile.
-            let r = g.s.side.check_publish(a, len)?;
-            fence(Ordering::Release);
-            if g.s.link.push(&r)? {
-                return g.s.side.mark_published(a, &r);
+            let State { link, side } = &mut g.s;
+            if side.publish_via(a, len, |r| link.push(r))? {
+                return Ok(());
             }
-            if deadline.expired() {
+            if deadline.get().expired() {
                 return Err(Error::new(
                     Status::Timeout,
                     format!(
@@ -778,7 +823,7 @@ impl Registry {
                 ));
             }
             let slept;
-            (g, slept) = self.wait(g, deadline, &mut spin, true)?;
+            (g, slept) = self.wait(g, deadline.get(), &mut spin, true)?;
             self.pump(&mut g, slept)?;
             g.s.link.check_usable()?;
         }

@@ -28,13 +28,13 @@
 //! ```
 //!
 //! Each index is a free-running 64-bit count of entries; slot `i % capacity`.
-//! A producer writes the entry, then publishes the index (release store). A
-//! consumer that finds its ring empty and wants to sleep sets "consumer
-//! sleeping", then looks again (both sequentially consistent), and sleeps
-//! only if still empty; a producer publishes, then (sequentially consistent)
-//! reads the flag and, if set, clears it and wakes the consumer. Either the
-//! consumer sees the new entry or the producer sees the flag: no wake-up is
-//! lost, and a burst costs one wake-up. "Producer waiting" is the same for a
+//! A producer writes the entry, then publishes the index (a sequentially
+//! consistent swap). A consumer that finds its ring empty and wants to sleep
+//! sets "consumer sleeping", then (after a full fence) looks again, and
+//! sleeps only if still empty; a producer publishes, then (sequentially
+//! consistent) reads the flag and, if set, clears it and wakes the consumer.
+//! Either the consumer sees the new entry or the producer sees the flag: no
+//! wake-up is lost, and a burst costs one wake-up. "Producer waiting" is the same for a
 //! full ring, woken by the consumer.
 //!
 //! "Socket messages" lets a side skip reading its socket while nothing new
@@ -204,7 +204,10 @@ impl Cursor {
             self.slot(self.mine, k).store(*v, Ordering::Relaxed);
         }
         self.mine += 1;
-        self.word(PRODUCER).store(self.mine, Ordering::Release);
+        // Sequentially consistent (an `xchg`, cheaper than a release store
+        // and a full fence): ordered before the look at "consumer sleeping"
+        // that follows (`consumer_wants_wake`).
+        self.word(PRODUCER).swap(self.mine, Ordering::SeqCst);
         Ok(true)
     }
 
@@ -217,24 +220,29 @@ impl Cursor {
             *v = self.slot(self.mine, k).load(Ordering::Relaxed);
         }
         self.mine += 1;
-        self.word(CONSUMER).store(self.mine, Ordering::Release);
+        // Sequentially consistent, as in `push`: ordered before the look at
+        // "producer waiting" (`producer_wants_wake`).
+        self.word(CONSUMER).swap(self.mine, Ordering::SeqCst);
         decode(w).map(Some)
     }
 
     /// Producer side, after publishing: whether the consumer asked to be
     /// woken (the request is taken: the next publish wakes nobody unless
     /// it asks again).
+    ///
+    /// The index was published by a sequentially consistent swap, and the
+    /// flag is read sequentially consistent; the consumer stores the flag,
+    /// then (full fence) reads the index. So either the consumer sees the
+    /// entry or this sees the flag.
     fn consumer_wants_wake(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.flag(CONSUMER_SLEEPING).load(Ordering::Relaxed) != 0
+        self.flag(CONSUMER_SLEEPING).load(Ordering::SeqCst) != 0
             && self.flag(CONSUMER_SLEEPING).swap(0, Ordering::SeqCst) != 0
     }
 
     /// Consumer side, after taking entries: whether the producer waits
-    /// for room (taken likewise).
+    /// for room (taken likewise; the same argument with the roles swapped).
     fn producer_wants_wake(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.flag(PRODUCER_WAITING).load(Ordering::Relaxed) != 0
+        self.flag(PRODUCER_WAITING).load(Ordering::SeqCst) != 0
             && self.flag(PRODUCER_WAITING).swap(0, Ordering::SeqCst) != 0
     }
 

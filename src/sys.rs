@@ -67,6 +67,26 @@ impl Deadline {
     }
 }
 
+/// A deadline that reads the clock only when first asked for: the fast
+/// path of a call with a timeout (`alloc` with free space, a `send` with
+/// room in the ring) never needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct LazyDeadline {
+    ms: i64,
+    at: Option<Deadline>,
+}
+
+impl LazyDeadline {
+    pub fn after_ms(ms: i64) -> LazyDeadline {
+        LazyDeadline { ms, at: None }
+    }
+
+    /// The deadline, counted from the first call.
+    pub fn get(&mut self) -> Deadline {
+        *self.at.get_or_insert_with(|| Deadline::after_ms(self.ms))
+    }
+}
+
 /// `poll()` on a set of fds, retrying on EINTR with the remaining time.
 /// Returns the revents of each entry.
 pub fn poll(fds: &mut [libc::pollfd], deadline: Deadline) -> Result<usize> {

@@ -151,6 +151,8 @@ fn ring_is_used_only_when_both_sides_offer_it() {
 /// not offered there, so a dead receiver is still noticed by a send.
 #[test]
 fn ring_is_not_used_on_a_datagram_pair() {
+    // Every test here takes the lock: some count the process's fds.
+    let _s = serial();
     let (a, b) = Channel::pair_of(voxshm::Kind::Dgram).unwrap();
     let reg = Registry::new(a, reg_opts()).unwrap();
     let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
@@ -800,6 +802,7 @@ fn ring_hostile_receiver_cannot_break_the_sender_process() {
 /// sender takes both.
 #[test]
 fn ring_releases_beyond_the_ring_go_over_the_socket() {
+    let _s = serial();
     let (a, b) = Channel::pair().unwrap();
     let reg = Registry::new(
         a,
