@@ -190,6 +190,7 @@ struct Side {
     ignored_releases: u64,
     /// Allocations since the release ring was last looked at.
     allocs_since_releases: u32,
+    bytes_since_releases: u64,
     payloads_published: u64,
     payload_bytes_published: u64,
 }
@@ -248,15 +249,23 @@ impl Endpoint for Side {
     }
 }
 
-/// How many allocations may pass without looking at the release ring.
+/// How many allocations, and how many bytes of them, may pass without
+/// looking at the release ring. Small payloads skip the ring's cache miss;
+/// large ones reuse the space just released, which is still in the cache.
 const RELEASES_EVERY: u32 = 16;
+const RELEASES_EVERY_BYTES: u64 = 256 << 10;
 
 impl Side {
-    /// Counts an allocation; true every `RELEASES_EVERY`th.
-    fn releases_due(&mut self) -> bool {
+    /// Counts an allocation of `need` bytes; true when the release ring
+    /// should be looked at now.
+    fn releases_due(&mut self, need: u64) -> bool {
         self.allocs_since_releases += 1;
-        if self.allocs_since_releases >= RELEASES_EVERY {
+        self.bytes_since_releases += need;
+        if self.allocs_since_releases >= RELEASES_EVERY
+            || self.bytes_since_releases >= RELEASES_EVERY_BYTES
+        {
             self.allocs_since_releases = 0;
+            self.bytes_since_releases = 0;
             return true;
         }
         false
@@ -627,14 +636,13 @@ impl Registry {
         let (need, region_len) = g.s.side.pool.sizes_for(len)?;
         let mut spin = Spin::default();
         let mut slept = false;
-        // The ring's releases are taken in batches (every RELEASES_EVERY
-        // allocations), or at once when space runs short: looking at the
-        // ring costs a cache miss that a payload's path does not need while
-        // there is room.
+        // The ring's releases are taken in batches (`releases_due`), or at
+        // once when space runs short: looking at the ring costs a cache miss
+        // that a small payload's path does not need while there is room.
         let mut eager = false;
         loop {
             g.s.link.check_usable()?;
-            let releases = eager || slept || g.s.side.releases_due();
+            let releases = eager || slept || g.s.side.releases_due(need);
             self.pump_with(&mut g, slept, releases)?;
             g.s.link.check_usable()?;
             let side = &g.s.side;
@@ -1065,6 +1073,7 @@ impl Unstarted<RegistryOptions> {
             reclaimed: Default::default(),
             ignored_releases: 0,
             allocs_since_releases: 0,
+            bytes_since_releases: 0,
             payloads_published: 0,
             payload_bytes_published: 0,
         };
