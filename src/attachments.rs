@@ -422,10 +422,16 @@ impl Attachments {
             match side.maps.check(&r, false) {
                 Ok(p) => return Ok(side.take_view(r, p)),
                 Err(e) if e.status == Status::UnknownMap => {
+                    // While the socket is read the reference waits at the
+                    // head of the queue: a hang-up read meanwhile then keeps
+                    // its region mapped, as for every queued reference.
+                    side.queue.push_front(r);
                     // Bounded: a sender that keeps writing cannot hold this
                     // call (64 reads of up to 1024 messages each).
                     let more = reads < 64 && self.pump(g, true)?.changed;
                     reads += 1;
+                    let taken = g.s.side.queue.pop_front();
+                    debug_assert_eq!(taken, Some(r));
                     if !more {
                         let e = Error::new(
                             Status::Protocol,

@@ -600,11 +600,24 @@ impl Registry {
         let State { link, side } = st;
         let drain = |l: &mut Link| l.pump(side).map(|_| ());
         let r = link.send_blocking(bytes, fd, with_hello, deadline, drain);
+        Self::sent(st, r)
+    }
+
+    /// Makes the ring segment and sends it, as `send_blocking` sends.
+    fn start_ring(st: &mut State, deadline: Deadline) -> Result<()> {
+        let State { link, side } = st;
+        let r = link.start_ring(deadline, |l| l.pump(side).map(|_| ()));
+        Self::sent(st, r)
+    }
+
+    /// After a send: one that found the receiver gone (`EPIPE`) applies
+    /// what the receiver sent before it went (releases are still queued),
+    /// then reclaims the rest. Returns `r`.
+    fn sent(st: &mut State, r: Result<()>) -> Result<()> {
+        let State { link, side } = st;
         if let Err(e) = &r
             && e.status == Status::PeerGone
         {
-            // What the receiver sent before it went (releases) is still
-            // queued: apply it before reclaiming the rest.
             while !link.is_gone() {
                 match link.pump(side) {
                     Ok(p) if p.changed => {}
@@ -789,8 +802,7 @@ impl Registry {
             r = g.s.side.check_publish(a, len)?;
         }
         if !g.s.link.ring_active() {
-            let State { link, side } = &mut g.s;
-            link.start_ring(deadline.get(), |l| l.pump(side).map(|_| ()))?;
+            Self::start_ring(&mut g.s, deadline.get())?;
         }
         if g.s.link.ring_active() {
             return self.push_ref(g, a, len, deadline);

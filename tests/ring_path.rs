@@ -545,10 +545,46 @@ fn helper_ring_hostile_sender() {
             seg.entry(false, 0, &r(1, 0, 10), 0, 3);
             seg.put_u64(p, 1);
         }
+        "attach-push-exit" => {
+            // Honest: a region's ATTACH, then a reference into it, then the
+            // process ends (and its socket closes) at once.
+            say("READY");
+            hear();
+            let region2 = memfd(64 << 10, SHRINK_GROW | libc::F_SEAL_FUTURE_WRITE);
+            send_raw(sock, &attach_body(2, 1, 64 << 10), &[region2.as_raw_fd()]).unwrap();
+            seg.entry(false, 0, &r(2, 0, 10), 0, 3);
+            seg.put_u64(p, 1);
+            std::process::exit(0);
+        }
         other => panic!("unknown scenario {other}"),
     }
     say("DONE");
     hear();
+}
+
+/// A reference taken from the ring before its region's ATTACH was read,
+/// from a sender that died right after: reading the socket finds the
+/// ATTACH and the hang-up together, and the region must stay mapped for the
+/// reference in hand (it was unmapped as "no longer needed", and the
+/// reference then failed as a protocol error).
+#[test]
+fn ring_reference_from_a_sender_that_died_right_after_resolves() {
+    let _s = serial();
+    let (att, mut h, before) = hostile_sender("attach-push-exit");
+    h.expect("READY");
+    // Read HELLO, the first region and the segment: the ring is in use.
+    while !att.stats().ring {
+        att.poll().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.tell("go");
+    assert!(h.wait().success());
+    let v = att.recv(LONG_MS).unwrap();
+    assert_eq!((v.r.map_id, v.len), (2, 10));
+    att.release(&v).unwrap();
+    assert_eq!(att.recv(LONG_MS).unwrap_err().status, PeerGone);
+    drop(att);
+    assert_eq!(fd_count(), before, "no fd leaked");
 }
 
 /// Runs a hostile sender scenario against attachments in this process.
@@ -899,4 +935,32 @@ fn ring_bursts_cost_few_wakeups() {
             "{wakes} wake-ups for {BURST} releases"
         );
     });
+}
+
+/// The receiver goes away just before the sender makes the ring segment:
+/// the SEGMENT's send fails with EPIPE, and that is the receiver's death
+/// like any other (its leases reclaimed), not an error that leaves them.
+#[test]
+fn ring_receiver_gone_when_the_segment_is_sent_is_a_dead_peer() {
+    let _s = serial();
+    let before = fd_count();
+    let (mine, theirs) = Channel::pair().unwrap();
+    let raw = theirs.raw();
+    let reg = Registry::new(mine, reg_opts()).unwrap();
+    send_raw(raw, &hello(wire::ROLE_RECEIVER), &[]).unwrap();
+    // The first payload goes over the socket (the sender has not said
+    // HELLO yet); the second would make the segment.
+    let a = reg.alloc(100, LONG_MS).unwrap();
+    reg.send(&a, 100, LONG_MS).unwrap();
+    let b = reg.alloc(100, LONG_MS).unwrap();
+    drop(theirs);
+    let e = reg.send(&b, 100, LONG_MS).unwrap_err();
+    assert_eq!(e.status, PeerGone, "{e}");
+    let s = reg.stats();
+    assert_eq!((s.live_leases, s.allocations), (0, 1), "{s:?}");
+    assert!(!s.ring);
+    reg.abort(&b).unwrap();
+    assert_eq!(reg.wait_idle(0).unwrap_err().status, PeerGone);
+    drop(reg);
+    assert_eq!(fd_count(), before);
 }
