@@ -256,7 +256,9 @@ static void allocation_misuse(void) {
   CHECK_OK(voxshm_attachments_recv(att, 1000, &v));
   CHECK_OK(voxshm_attachments_release(att, &v));
 
-  /* Aborted: twice is an error, and so is publishing it. */
+  /* Aborted: twice is an error, and so is publishing it. (Every release
+     taken first, so the next allocation lands where this one was.) */
+  CHECK_OK(voxshm_registry_wait_idle(reg, 1000));
   CHECK_OK(voxshm_registry_alloc(reg, 100, 1000, &a));
   CHECK_OK(voxshm_registry_abort(reg, &a));
   CHECK_STATUS(voxshm_registry_abort(reg, &a), VOXSHM_INVALID_ALLOCATION);

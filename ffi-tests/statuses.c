@@ -579,6 +579,11 @@ static void budget_and_modes(void) {
   CHECK_STATUS(voxshm_attachments_recv(att, 0, &v), VOXSHM_TIMEOUT);
   CHECK_OK(voxshm_registry_wait_idle(reg, 1000));
   voxshm_attachments_free(att);
+  /* The hang-up makes the fd readable; the call made then sees it (on the
+     ring path a non-blocking call reads the socket only now and then). */
+  struct pollfd p = {voxshm_registry_fd(reg), POLLIN, 0};
+  CHECK_SYS(poll(&p, 1, 5000) == 1);
+  CHECK_STATUS(voxshm_registry_poll(reg), VOXSHM_PEER_GONE);
   CHECK_STATUS(voxshm_registry_alloc(reg, 1, 0, &b), VOXSHM_PEER_GONE);
   voxshm_registry_free(reg);
 

@@ -102,6 +102,9 @@ pub struct AttachmentsStats {
 /// this side's by this number).
 const MAX_QUEUED_REFS: usize = 1 << 16;
 
+/// Most releases kept for a sender that has not said HELLO yet.
+const MAX_RELEASES_BEFORE_HELLO: usize = 4096;
+
 /// Everything of the receiver but its link.
 struct Side {
     vox_compat: bool,
@@ -118,6 +121,8 @@ struct Side {
     /// A send found the sender gone. Nothing more is sent; the link is
     /// marked gone once everything the sender had sent has been read.
     send_failed: bool,
+    /// Releases dropped because the sender never said HELLO.
+    releases_dropped: u64,
 }
 
 struct State {
@@ -228,6 +233,13 @@ impl Side {
         if !matches!(link.try_say_hello(), Ok(true)) {
             return;
         }
+        if !link.peer_said_hello() {
+            // Nothing but HELLO goes to a sender that has not said HELLO: a
+            // voxshm sender answers at once, and one that never does (vox)
+            // would never read them. What waits for it is bounded.
+            self.bound_unsent();
+            return;
+        }
         // The ring first; what does not fit goes over the socket.
         while let Some(r) = self.pending_release.last() {
             if !matches!(link.push(r), Ok(true)) {
@@ -265,6 +277,23 @@ impl Side {
                 }
                 _ => return,
             }
+        }
+    }
+
+    /// Keeps at most `MAX_RELEASES_BEFORE_HELLO` releases waiting for the
+    /// sender's HELLO, dropping the oldest: a sender that has not said it
+    /// after that many is not a voxshm sender, and would not read them.
+    fn bound_unsent(&mut self) {
+        let n = self.pending_release.len();
+        if n > MAX_RELEASES_BEFORE_HELLO {
+            let excess = n - MAX_RELEASES_BEFORE_HELLO;
+            if self.releases_dropped == 0 {
+                warn!(
+                    "the sender has not said HELLO after {n} releases: it is not a voxshm sender; the oldest releases are dropped (set VOXSHM_ATTACHMENTS_VOX_COMPAT for a vox sender)"
+                );
+            }
+            self.pending_release.drain(..excess);
+            self.releases_dropped += excess as u64;
         }
     }
 
@@ -542,6 +571,7 @@ impl Attachments {
             Deadline::after_ms(self.opts.send_timeout_ms)
         };
         while !side.pending_release.is_empty()
+            && link.peer_said_hello()
             && !link.is_gone()
             && !link.is_poisoned()
             && !deadline.expired()
@@ -561,7 +591,7 @@ impl Attachments {
             }
             side.flush(link);
         }
-        if !side.pending_release.is_empty() && !link.is_gone() {
+        if !side.pending_release.is_empty() && link.peer_said_hello() && !link.is_gone() {
             warn!(
                 pending = side.pending_release.len(),
                 "releases kept pending: the channel stayed full"
@@ -577,7 +607,9 @@ impl Attachments {
     /// ATTACH rejection it met, after applying everything else.
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
-        match self.pump(&mut g, false)?.rejected {
+        // What this applies comes over the socket (the ring's references
+        // are `recv`'s): read it.
+        match self.pump(&mut g, true)?.rejected {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -660,6 +692,7 @@ impl Unstarted<AttachmentsOptions> {
             refs_received: 0,
             releases_sent: 0,
             send_failed: false,
+            releases_dropped: 0,
         };
         Attachments {
             hub: Hub::new(self.wake, fd, State { link, side }),

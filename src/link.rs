@@ -296,6 +296,15 @@ impl Link {
         };
     }
 
+    /// A sender answers the receiver's HELLO as soon as it has read it
+    /// (the receiver sends nothing else before), without blocking: a full
+    /// socket is tried again by the next read.
+    fn answer_hello(&mut self) {
+        if self.role == Role::Sender && self.peer_said_hello() && !self.said_hello() {
+            let _ = self.try_say_hello();
+        }
+    }
+
     /// Says HELLO now if it has not been said, without blocking.
     /// `Ok(false)`: the socket is full.
     pub fn try_say_hello(&mut self) -> Result<bool> {
@@ -368,6 +377,7 @@ impl Link {
     /// reading goes on. Reading stops while the owner does not want more.
     pub fn pump(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
         self.check_poisoned()?;
+        self.answer_hello();
         let mut out = Pumped::default();
         let mut budget = MAX_MESSAGES_PER_PUMP;
         if self.ring.segment.is_some() {
@@ -415,6 +425,7 @@ impl Link {
                 }
             }
         }
+        self.answer_hello();
         Ok(out)
     }
 

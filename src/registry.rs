@@ -881,8 +881,12 @@ impl Registry {
     pub fn poll(&self) -> Result<()> {
         let mut g = self.hub.lock();
         // A caller watching the fd calls when it is readable: read it (a
-        // hang-up changes no count in the segment).
-        self.pump(&mut g, self.hub.fd_watched())?;
+        // hang-up changes no count in the segment). So does a poll that
+        // found no release in the ring: it has time for a system call.
+        let changed = self.pump(&mut g, self.hub.fd_watched())?;
+        if !changed && !self.hub.fd_watched() {
+            self.pump(&mut g, true)?;
+        }
         self.arm_fd(&mut g)?;
         g.s.link.check_usable()?;
         // Retirements that found the channel full are retried here.

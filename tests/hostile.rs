@@ -521,6 +521,14 @@ fn sender() -> (Registry, OwnedFd, Allocation) {
     .encode();
     send_raw(peer.as_raw_fd(), &hello, &[]).unwrap();
     let al = reg.alloc(100, 0).unwrap();
+    // The sender answers the HELLO as soon as it has read it.
+    let (body, _) = recv_raw(peer.as_raw_fd(), 5000).expect("HELLO");
+    let answer = Ext::Hello {
+        version: wire::PROTOCOL_VERSION,
+        role: wire::ROLE_SENDER,
+        features: wire::FEATURE_RING,
+    };
+    assert_eq!(Ext::decode(&body).unwrap(), answer);
     let (body, fds) = recv_raw(peer.as_raw_fd(), 5000).expect("ATTACH");
     assert_eq!(body, attach_body(1, 1, 64 << 10));
     assert_eq!(fds.len(), 1);

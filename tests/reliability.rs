@@ -32,6 +32,14 @@ fn receiver(opts: AttachmentsOptions) -> (Attachments, OwnedFd) {
     let peer = a.into_fd();
     let (hello, fds) = recv_raw(peer.as_raw_fd(), 5000).expect("HELLO");
     assert!(fds.is_empty() && Ext::decode(&hello).is_ok());
+    // A voxshm sender answers with its own (the receiver sends nothing else
+    // to a sender that has not).
+    let answer = Ext::Hello {
+        version: wire::PROTOCOL_VERSION,
+        role: wire::ROLE_SENDER,
+        features: 0,
+    };
+    send_closing(&peer, &answer.encode(), Vec::new());
     (att, peer)
 }
 
@@ -703,4 +711,81 @@ fn out_of_band_reference_resolves_after_the_sender_died() {
     let (att, reference) = published_by_a_dying_sender(false);
     assert_eq!(att.stats().mappings, 0);
     assert_eq!(status(att.resolve(&reference, 0)), PeerGone);
+}
+
+// ---------------------------------------------------------------------------
+// A receiver sends nothing but its HELLO to a sender that has not said
+// HELLO: a peer that never does (a vox sender, without compatibility mode
+// set) never reads, and releases must not fill its socket and block.
+
+#[test]
+fn no_release_goes_to_a_sender_that_never_said_hello() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let att = Attachments::new(
+        b,
+        AttachmentsOptions {
+            limits: voxshm::Limits {
+                accept_unsealed: true,
+                ..AttachmentsOptions::default().limits
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let peer = a.into_fd();
+    recv_raw(peer.as_raw_fd(), 5000).expect("the receiver's HELLO");
+    // A vox sender: one unsealed region, references over its own
+    // transport, never a HELLO, never a read.
+    send_closing(&peer, &attach_body(1, 1, 1 << 20), vec![memfd(1 << 20, 0)]);
+    let start = std::time::Instant::now();
+    for i in 0..10_000u64 {
+        let r = Ref {
+            map_id: 1,
+            map_generation: 1,
+            map_offset: (i % 1000) * 64,
+            payload_len: 64,
+        };
+        let v = att.resolve(&r, 1000).unwrap();
+        att.release(&v).unwrap();
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "releases waited for a sender that never reads: {:?}",
+        start.elapsed()
+    );
+    let st = att.stats();
+    assert_eq!(st.messages_sent, 1, "only the HELLO: {st:?}");
+    assert!(st.pending_releases <= 4096, "{st:?}");
+    assert!(
+        recv_raw(peer.as_raw_fd(), 0).is_none(),
+        "nothing after HELLO"
+    );
+}
+
+/// A voxshm sender answers the receiver's HELLO as soon as it reads it, so
+/// releases of references that travel over the caller's own transport
+/// (publish, resolve) flow back although the sender never sends one.
+#[test]
+fn releases_flow_back_to_a_sender_that_only_publishes() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            region_size: 64 << 10,
+            budget: 64 << 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    // Ten times the budget, one payload at a time.
+    for _ in 0..160 {
+        let al = reg.alloc(4000, 2000).unwrap();
+        let r = reg.publish(&al, 4000).unwrap();
+        let v = att.resolve(&r, 2000).unwrap();
+        att.release(&v).unwrap();
+    }
+    assert_eq!(reg.stats().payloads_published, 160);
 }
