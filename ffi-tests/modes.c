@@ -102,6 +102,7 @@ static void vox_compat(void) {
   voxshm_registry_options ro;
   CHECK_OK(voxshm_registry_options_init(&ro));
   ro.region_size = 64 << 10;
+  ro.budget = 64 << 10;
   ro.flags = VOXSHM_REGISTRY_VOX_COMPAT;
   voxshm_attachments_options ao;
   CHECK_OK(voxshm_attachments_options_init(&ao));
@@ -135,6 +136,29 @@ static void vox_compat(void) {
   CHECK(as.releases_sent == 0);
   CHECK(as.live_views == 0);
   CHECK_STATUS(voxshm_registry_wait_idle(reg, 0), VOXSHM_TIMEOUT);
+  /* The receiver's release travels over the caller's own transport; the
+     sender ends the lease by reference. Twice, or a made-up reference, is
+     an argument error. */
+  CHECK_OK(voxshm_registry_release(reg, &r));
+  CHECK(reg_stats(reg).live_leases == 0);
+  CHECK_OK(voxshm_registry_wait_idle(reg, 0));
+  CHECK_STATUS(voxshm_registry_release(reg, &r), VOXSHM_INVALID_ARGUMENT);
+  voxshm_ref made_up = r;
+  made_up.map_offset += 64;
+  CHECK_STATUS(voxshm_registry_release(reg, &made_up), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_registry_release(NULL, &r), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_registry_release(reg, NULL), VOXSHM_INVALID_ARGUMENT);
+  /* Ten budgets' worth, each released by reference: the budget is not a
+     lifetime cap. */
+  for (int i = 0; i < 100; i++) {
+    CHECK_OK(voxshm_registry_alloc(reg, 6000, 0, &a));
+    fill_pattern(a.data, 6000, (uint64_t)i);
+    CHECK_OK(voxshm_registry_publish(reg, &a, 6000, &r));
+    CHECK_OK(voxshm_attachments_resolve(att, &r, 1000, &v));
+    CHECK_PATTERN(v.data, v.len, (uint64_t)i);
+    CHECK_OK(voxshm_attachments_release(att, &v));
+    CHECK_OK(voxshm_registry_release(reg, &r));
+  }
   voxshm_attachments_free(att);
   voxshm_registry_free(reg);
 
@@ -150,6 +174,8 @@ static void vox_compat(void) {
   CHECK_OK(voxshm_attachments_resolve(att, &r, 1000, &v));
   CHECK_PATTERN(v.data, v.len, 43);
   CHECK_OK(voxshm_attachments_release(att, &v));
+  /* Not in vox compatibility: a voxshm receiver releases by itself. */
+  CHECK_STATUS(voxshm_registry_release(reg, &r), VOXSHM_UNSUPPORTED);
   voxshm_attachments_free(att);
   voxshm_registry_free(reg);
 }

@@ -105,7 +105,9 @@
  * Registry option flag: talk to a vox-shm receiver. No extension
  * messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
  * (a vox receiver maps them read-write), `voxshm_registry_send` is
- * unavailable, and leases never come back.
+ * unavailable, and no release comes back over the channel: end each lease
+ * with `voxshm_registry_release` when the receiver, over your own
+ * transport, says it is done with it.
  */
 #define VOXSHM_REGISTRY_VOX_COMPAT 1
 
@@ -1187,6 +1189,20 @@ enum voxshm_status voxshm_registry_wait_idle(const struct voxshm_registry *regis
  * this waits for that one too: it never reports a release too early.
  */
 enum voxshm_status voxshm_registry_wait_released(const struct voxshm_registry *registry, const struct voxshm_ref *reference, int64_t timeout_ms);
+
+/**
+ * Ends the lease of the payload `reference` names (what
+ * `voxshm_registry_publish` returned), as the receiver's release would, for
+ * a vox receiver: with `VOXSHM_REGISTRY_VOX_COMPAT` references travel over
+ * the caller's own transport and the receiver's releases over it too, or
+ * not at all; without this call the budget would be a lifetime cap. Its
+ * space is reused and its region may be retired; the receiver must be done
+ * with it. Returns `VOXSHM_INVALID_ARGUMENT` for a reference that is not a
+ * published payload this registry still holds (released already, or never
+ * published), or NULL; `VOXSHM_UNSUPPORTED` without vox compatibility (a
+ * voxshm receiver releases its payloads itself); `VOXSHM_PROTOCOL`.
+ */
+enum voxshm_status voxshm_registry_release(const struct voxshm_registry *registry, const struct voxshm_ref *reference);
 
 /**
  * Writes the registry's counters and limits to `*out` (whose

@@ -288,6 +288,10 @@ class registry {
     return true;
   }
 
+  /** Ends the lease of the payload `ref` names (vox compatibility: the
+      receiver's releases travel over the caller's own transport). */
+  void release(const voxshm_ref& ref) const { detail::check(voxshm_registry_release(r_, &ref)); }
+
   /** Waits until the payload `ref` names was released; false on timeout. */
   bool wait_released(const voxshm_ref& ref, std::int64_t timeout_ms = -1) const {
     voxshm_status s = voxshm_registry_wait_released(r_, &ref, timeout_ms);

@@ -98,6 +98,8 @@ typedef enum voxshm_status (*voxshm_registry_poll_fn)(const struct voxshm_regist
 typedef enum voxshm_status (*voxshm_registry_wait_idle_fn)(const struct voxshm_registry *registry, int64_t timeout_ms);
 /** The type of `voxshm_registry_wait_released`. */
 typedef enum voxshm_status (*voxshm_registry_wait_released_fn)(const struct voxshm_registry *registry, const struct voxshm_ref *reference, int64_t timeout_ms);
+/** The type of `voxshm_registry_release`. */
+typedef enum voxshm_status (*voxshm_registry_release_fn)(const struct voxshm_registry *registry, const struct voxshm_ref *reference);
 /** The type of `voxshm_registry_get_stats`. */
 typedef enum voxshm_status (*voxshm_registry_get_stats_fn)(const struct voxshm_registry *registry, struct voxshm_registry_stats *out_stats);
 
@@ -143,6 +145,7 @@ typedef struct voxshm_api {
   voxshm_registry_poll_fn registry_poll;
   voxshm_registry_wait_idle_fn registry_wait_idle;
   voxshm_registry_wait_released_fn registry_wait_released;
+  voxshm_registry_release_fn registry_release;
   voxshm_registry_get_stats_fn registry_get_stats;
 } voxshm_api;
 
@@ -277,6 +280,9 @@ static inline const char *voxshm_api_load(void *lib, voxshm_api *api) {
   sym = dlsym(lib, "voxshm_registry_wait_released");
   if (sym == NULL) return "voxshm_registry_wait_released";
   memcpy(&api->registry_wait_released, &sym, sizeof api->registry_wait_released);
+  sym = dlsym(lib, "voxshm_registry_release");
+  if (sym == NULL) return "voxshm_registry_release";
+  memcpy(&api->registry_release, &sym, sizeof api->registry_release);
   sym = dlsym(lib, "voxshm_registry_get_stats");
   if (sym == NULL) return "voxshm_registry_get_stats";
   memcpy(&api->registry_get_stats, &sym, sizeof api->registry_get_stats);

@@ -895,6 +895,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Ends the lease of the payload `r` names, as the receiver's RELEASE
+    /// would: for a vox receiver (vox compatibility), whose releases travel
+    /// over the caller's own transport, or not at all. Its space is reused
+    /// and its region may be retired. Only in vox compatibility: a voxshm
+    /// receiver releases over the channel itself, and a second release
+    /// could end a later payload's lease at the same place.
+    pub fn release(&self, r: &Ref) -> Result<()> {
+        if !self.opts.vox_compat {
+            return Err(Error::new(
+                Status::Unsupported,
+                "a voxshm receiver releases its payloads itself; voxshm_registry_release is for a vox receiver (VOXSHM_REGISTRY_VOX_COMPAT)",
+            ));
+        }
+        let mut g = self.hub.lock();
+        self.pump(&mut g, false)?;
+        let State { link, side } = &mut g.s;
+        link.check_poisoned()?;
+        if !side.is_leased(r) {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "{r} is not a payload this registry published and still holds (released already, or never published)"
+                ),
+            ));
+        }
+        side.release(r);
+        side.retire_idle(link, side.pool.keep_warm());
+        self.hub.notify(&g);
+        Ok(())
+    }
+
     /// Waits up to `timeout_ms` until no lease is outstanding (every
     /// published payload was released) and no retirement awaits its
     /// acknowledgement, or the receiver is gone. A receiver that went away

@@ -17,7 +17,9 @@ use std::ffi::c_int;
 /// Registry option flag: talk to a vox-shm receiver. No extension
 /// messages are sent, regions are not sealed with `F_SEAL_FUTURE_WRITE`
 /// (a vox receiver maps them read-write), `voxshm_registry_send` is
-/// unavailable, and leases never come back.
+/// unavailable, and no release comes back over the channel: end each lease
+/// with `voxshm_registry_release` when the receiver, over your own
+/// transport, says it is done with it.
 pub const VOXSHM_REGISTRY_VOX_COMPAT: u32 = 1;
 /// Registry option flag: back regions with unlinked temp files instead of
 /// memfds (they cannot be sealed; the receiver must accept unsealed
@@ -351,6 +353,28 @@ pub extern "C" fn voxshm_registry_wait_released(
         let reference = arg(reference, "ref")?;
         r.inner
             .wait_released(&crate::wire::Ref::from(*reference), timeout_ms)
+    })
+}
+
+/// Ends the lease of the payload `reference` names (what
+/// `voxshm_registry_publish` returned), as the receiver's release would, for
+/// a vox receiver: with `VOXSHM_REGISTRY_VOX_COMPAT` references travel over
+/// the caller's own transport and the receiver's releases over it too, or
+/// not at all; without this call the budget would be a lifetime cap. Its
+/// space is reused and its region may be retired; the receiver must be done
+/// with it. Returns `VOXSHM_INVALID_ARGUMENT` for a reference that is not a
+/// published payload this registry still holds (released already, or never
+/// published), or NULL; `VOXSHM_UNSUPPORTED` without vox compatibility (a
+/// voxshm receiver releases its payloads itself); `VOXSHM_PROTOCOL`.
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_registry_release(
+    registry: *const voxshm_registry,
+    reference: *const voxshm_ref,
+) -> voxshm_status {
+    guard(|| {
+        let r = arg(registry, "registry")?;
+        let reference = arg(reference, "ref")?;
+        r.inner.release(&crate::wire::Ref::from(*reference))
     })
 }
 

@@ -1,0 +1,112 @@
+//! A vox receiver's releases travel over the caller's own transport (or
+//! not at all): the sender ends each lease by reference, and its budget is
+//! not a lifetime cap. Across two processes: the references and the
+//! "done" answers go over the helper's stdin and stdout, the regions over
+//! the channel.
+
+mod common;
+
+use common::*;
+use voxshm::Status::{InvalidArgument, Unsupported};
+use voxshm::{Attachments, AttachmentsOptions, Channel, Ref, Registry, RegistryOptions};
+
+const LONG_MS: i64 = 20_000;
+
+/// A vox-compatible receiver: resolves each reference it hears (a frame in
+/// hex), checks every byte, releases its view and says DONE.
+#[test]
+fn helper_vox_receiver() {
+    if role().as_deref() != Some("vox-receiver") {
+        return;
+    }
+    let att = Attachments::new(
+        inherited_channel(),
+        AttachmentsOptions {
+            vox_compat: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    while let Some(line) = hear() {
+        let Some(hex) = line.strip_prefix("REF ") else {
+            break;
+        };
+        let (seq, hex) = hex.split_once(' ').unwrap();
+        let frame: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let r = Ref::decode_frame(&frame).unwrap();
+        let v = att.resolve(&r, LONG_MS).unwrap();
+        // SAFETY: the view holds `len` readable bytes until released.
+        unsafe { verify(v.data, v.len, seq.parse().unwrap()) }.unwrap();
+        att.release(&v).unwrap();
+        say(&format!("DONE {seq}"));
+    }
+}
+
+#[test]
+fn vox_sender_ends_leases_by_reference_and_reuses_its_budget() {
+    let _s = serial();
+    let before = fd_count();
+    let (mine, theirs) = Channel::pair().unwrap();
+    let mut h = Helper::spawn(
+        "helper_vox_receiver",
+        "vox-receiver",
+        Some(theirs.raw()),
+        &[],
+    );
+    drop(theirs);
+    let opts = RegistryOptions {
+        vox_compat: true,
+        region_size: 256 << 10,
+        budget: 256 << 10,
+        ..Default::default()
+    };
+    let reg = Registry::new(mine, opts).unwrap();
+    let mut p = Prng::new(5);
+    let mut total = 0;
+    // Forty budgets' worth, one payload at a time.
+    for seq in 0..400u64 {
+        let len = p.range(1, 60_000);
+        total += len;
+        let a = reg.alloc(len, 0).unwrap();
+        // SAFETY: the allocation holds at least `len` writable bytes.
+        unsafe { fill(a.data, len, seq) };
+        let r = reg.publish(&a, len).unwrap();
+        let hex: String = r
+            .encode_frame()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        h.tell(&format!("REF {seq} {hex}"));
+        assert_eq!(h.expect("DONE"), seq.to_string());
+        reg.release(&r).unwrap();
+        // Released already, or made up: an argument error.
+        assert_eq!(reg.release(&r).unwrap_err().status, InvalidArgument);
+    }
+    assert!(total > 40 * (256 << 10) / 2);
+    reg.wait_idle(0).unwrap();
+    let s = reg.stats();
+    assert_eq!((s.live_leases, s.messages_received), (0, 0), "{s:?}");
+    h.tell("bye");
+    h.wait_success();
+    drop(reg);
+    assert_eq!(fd_count(), before);
+}
+
+#[test]
+fn a_voxshm_sender_does_not_release_by_reference() {
+    // The other test counts the process's fds.
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, RegistryOptions::default()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    let r = reg.publish(&al, 100).unwrap();
+    let e = reg.release(&r).unwrap_err();
+    assert_eq!(e.status, Unsupported, "{e}");
+    let v = att.resolve(&r, LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    settle(&reg, &att);
+}
