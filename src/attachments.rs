@@ -664,7 +664,7 @@ impl Unstarted<AttachmentsOptions> {
             refs: 0,
             releases: 0,
         });
-        let mut link = Link::new(chan, Role::Receiver, ring);
+        let mut link = Link::new(chan, Role::Receiver, ring, !opts.vox_compat);
         if !opts.vox_compat {
             match link.try_say_hello() {
                 Ok(_) => {}

@@ -147,6 +147,8 @@ pub struct Link {
     state: State,
     counters: Counters,
     ring: Ring,
+    /// This side may send extension messages (not in vox compatibility).
+    extensions: bool,
 }
 
 /// An owner's verdict on a message is an error of one of two kinds,
@@ -163,12 +165,13 @@ fn protocol(msg: String) -> Error {
 
 impl Link {
     /// A link over `chan`; `ring`: announce the ring path (a sender with
-    /// the capacities of the segment it will make).
+    /// the capacities of the segment it will make); `extensions`: this side
+    /// may send extension messages at all (not to a vox peer).
     ///
     /// A datagram socket shows no hang-up, and a peer's death is only seen
     /// when a send to it fails: with references in a ring nothing would be
     /// sent, so such a link keeps to the socket path.
-    pub fn new(chan: Channel, role: Role, ring: Option<Capacities>) -> Link {
+    pub fn new(chan: Channel, role: Role, ring: Option<Capacities>, extensions: bool) -> Link {
         let ring = ring.filter(|_| chan.kind() == crate::channel::Kind::SeqPacket);
         Link {
             chan,
@@ -185,6 +188,7 @@ impl Link {
                 last_read: Instant::now(),
                 wakes_sent: 0,
             },
+            extensions,
         }
     }
 
@@ -300,7 +304,11 @@ impl Link {
     /// (the receiver sends nothing else before), without blocking: a full
     /// socket is tried again by the next read.
     fn answer_hello(&mut self) {
-        if self.role == Role::Sender && self.peer_said_hello() && !self.said_hello() {
+        if self.role == Role::Sender
+            && self.extensions
+            && self.peer_said_hello()
+            && !self.said_hello()
+        {
             let _ = self.try_say_hello();
         }
     }

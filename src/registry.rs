@@ -1105,7 +1105,7 @@ impl Unstarted<RegistryOptions> {
             refs: opts.ring_capacity,
             releases: opts.ring_capacity,
         });
-        let link = Link::new(chan, Role::Sender, ring);
+        let link = Link::new(chan, Role::Sender, ring, !opts.vox_compat);
         let fd = link.fd();
         debug!(fd, ?opts, "registry created");
         let side = Side {
