@@ -25,7 +25,11 @@
 
 /**
  * Attachments option flag: talk to a vox-shm sender: send no HELLO and no
- * RELEASE; implies accepting unsealed regions.
+ * RELEASE; implies accepting unsealed regions. A vox sender never retires
+ * a region, so at `max_mappings` or `max_mapped_bytes` the mappings no
+ * view holds are unmapped to make room (used-up ones first, then the
+ * least recently used); a later reference into one fails with
+ * `VOXSHM_TOO_MANY_MAPPINGS`.
  */
 #define VOXSHM_ATTACHMENTS_VOX_COMPAT 2
 
@@ -548,6 +552,12 @@ typedef struct voxshm_attachments_stats {
    * this struct.
    */
   uint64_t wakeups_sent;
+  /**
+   * Regions unmapped to make room for newer ones (vox compatibility: a
+   * vox sender never retires a region). Added after the first version
+   * of this struct.
+   */
+  uint64_t regions_evicted;
 } voxshm_attachments_stats;
 
 /**

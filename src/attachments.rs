@@ -88,6 +88,8 @@ pub struct AttachmentsStats {
     pub refs_received: u64,
     pub releases_sent: u64,
     pub regions_retired: u64,
+    /// Regions unmapped to make room (vox compatibility).
+    pub regions_evicted: u64,
     pub pending_releases: u64,
     pub minor_faults: u64,
     /// References and releases travel through the ring segment.
@@ -635,6 +637,7 @@ impl Attachments {
             refs_received: side.refs_received,
             releases_sent: side.releases_sent,
             regions_retired: side.maps.regions_retired,
+            regions_evicted: side.maps.regions_evicted,
             pending_releases: side.pending_release.len() as u64,
             minor_faults: if self.opts.stats_faults {
                 sys::minor_faults()
@@ -680,7 +683,7 @@ impl Unstarted<AttachmentsOptions> {
         debug!(fd, "attachments created");
         let side = Side {
             vox_compat: opts.vox_compat,
-            maps: Mappings::new(opts.limits),
+            maps: Mappings::new(opts.limits, opts.vox_compat),
             // Room for a burst of references. Kept small on purpose: the
             // ring walks through all of its capacity, so a large one would
             // touch (and fault in) a new page every few hundred payloads.

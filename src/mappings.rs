@@ -4,6 +4,7 @@
 //! `docs/protocol.md`; the attachments feed it from their link.
 
 use crate::hash::FastMap;
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 
 use tracing::{info, warn};
@@ -23,6 +24,11 @@ struct Mapped {
     /// view of a reference is released.
     views: FastMap<(u64, u32), u32>,
     retire_pending: bool,
+    /// When a view of it was last taken (a counter), for eviction.
+    last_used: u64,
+    /// The furthest byte any reference into it reached: a region used up
+    /// to its end is the first to go.
+    seen_end: u64,
 }
 
 /// What a RETIRE did.
@@ -59,6 +65,15 @@ pub struct Mappings {
     /// Regions whose ATTACH was rejected, with the rejection: references
     /// into them fail at once with it, and their RETIRE is acknowledged.
     rejected: FastMap<u32, (u32, Error)>,
+    /// Vox compatibility: a vox sender never retires a region, so when the
+    /// limits are reached the mappings no view holds are unmapped, used-up
+    /// and least recently used first. Evicted regions, by map_id (with
+    /// their generation): a reference into one fails with
+    /// `VOXSHM_TOO_MANY_MAPPINGS` at once.
+    evict: bool,
+    evicted: BTreeMap<u32, u32>,
+    uses: u64,
+    pub regions_evicted: u64,
     mapped_bytes: u64,
     pub attaches_received: u64,
     pub attaches_rejected: u64,
@@ -66,12 +81,18 @@ pub struct Mappings {
 }
 
 impl Mappings {
-    pub fn new(limits: Limits) -> Mappings {
+    /// `evict`: make room by unmapping what no view holds (vox
+    /// compatibility) instead of refusing new regions at the limits.
+    pub fn new(limits: Limits, evict: bool) -> Mappings {
         Mappings {
             limits,
             maps: FastMap::default(),
             highest: FastMap::default(),
             rejected: FastMap::default(),
+            evict,
+            evicted: BTreeMap::new(),
+            uses: 0,
+            regions_evicted: 0,
             mapped_bytes: 0,
             attaches_received: 0,
             attaches_rejected: 0,
@@ -100,6 +121,9 @@ impl Mappings {
             )));
         }
         self.check_new_region(&a)?;
+        if self.evict {
+            self.make_room(a.mapping_length);
+        }
         let map = Mapping::validate_and_map(
             fd,
             a.mapping_length,
@@ -118,6 +142,7 @@ impl Mappings {
                 self.mapped_bytes += map.len();
                 self.highest.insert(a.map_id, a.map_generation);
                 self.rejected.remove(&a.map_id);
+                self.uses += 1;
                 self.maps.insert(
                     a.map_id,
                     Mapped {
@@ -125,6 +150,8 @@ impl Mappings {
                         map,
                         views: FastMap::default(),
                         retire_pending: false,
+                        last_used: self.uses,
+                        seen_end: 0,
                     },
                 );
                 Ok(())
@@ -167,8 +194,15 @@ impl Mappings {
                 format!("ATTACH of region {id}/{generation} while map_id {id} is still mapped"),
             ));
         }
-        match self.highest.get(&id) {
-            Some(&h) if generation <= h => {
+        let known = self.highest.get(&id).copied();
+        if known.is_none()
+            && self.highest.len() >= MAX_KNOWN_MAP_IDS
+            && self.forget_oldest_evicted()
+        {
+            return Ok(());
+        }
+        match known {
+            Some(h) if generation <= h => {
                 self.attaches_rejected += 1;
                 Err(Error::new(
                     Status::StaleGeneration,
@@ -181,6 +215,52 @@ impl Mappings {
                 "ATTACH of region {id}/{generation}: the sender used more than {MAX_KNOWN_MAP_IDS} distinct map_ids"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// Unmaps mappings no view holds until a region of `len` more bytes
+    /// fits the limits: first those used up to their end (a vox sender
+    /// places nothing more there), then the least recently used.
+    fn make_room(&mut self, len: u64) {
+        loop {
+            let count_full = self.maps.len() >= self.limits.max_mappings as usize;
+            let bytes_full = self.mapped_bytes.saturating_add(len) > self.limits.max_mapped_bytes;
+            if !count_full && !bytes_full {
+                return;
+            }
+            let victim = self
+                .maps
+                .iter()
+                .filter(|(_, m)| m.views.is_empty() && !m.retire_pending)
+                .min_by_key(|(_, m)| (m.seen_end < m.map.len(), m.last_used))
+                .map(|(id, m)| (*id, m.generation));
+            let Some((id, generation)) = victim else {
+                // Every mapping is held: the new region is refused.
+                return;
+            };
+            self.unmap(id);
+            self.evicted.insert(id, generation);
+            self.regions_evicted += 1;
+            info!(
+                map_id = id,
+                generation, "region unmapped to make room (vox compatibility)"
+            );
+        }
+    }
+
+    /// At the limit of known map_ids (vox compatibility): forgets the
+    /// oldest evicted one (a vox sender counts map_ids up and never reuses
+    /// one), so a session of any length stays within it. False: none.
+    fn forget_oldest_evicted(&mut self) -> bool {
+        if !self.evict {
+            return false;
+        }
+        match self.evicted.pop_first() {
+            Some((id, _)) => {
+                self.highest.remove(&id);
+                true
+            }
+            None => false,
         }
     }
 
@@ -237,6 +317,18 @@ impl Mappings {
     /// mapped can never arrive any more.
     pub fn check(&self, r: &Ref, sender_gone: bool) -> Result<*const u8> {
         let Some(m) = self.maps.get(&r.map_id) else {
+            if self.evicted.get(&r.map_id) == Some(&r.map_generation) {
+                return Err(Error::new(
+                    Status::TooManyMappings,
+                    format!(
+                        "region {}/{} was unmapped to make room for newer ones (vox compatibility: max_mappings {}, max_mapped_bytes {})",
+                        r.map_id,
+                        r.map_generation,
+                        self.limits.max_mappings,
+                        self.limits.max_mapped_bytes
+                    ),
+                ));
+            }
             if let Some((g, e)) = self.rejected.get(&r.map_id)
                 && *g == r.map_generation
             {
@@ -320,8 +412,11 @@ impl Mappings {
 
     /// Counts a view of `r`, which `check` accepted.
     pub fn add_view(&mut self, r: &Ref) {
+        self.uses += 1;
         if let Some(m) = self.maps.get_mut(&r.map_id) {
             *m.views.entry((r.map_offset, r.payload_len)).or_insert(0) += 1;
+            m.last_used = self.uses;
+            m.seen_end = m.seen_end.max(r.map_offset + u64::from(r.payload_len));
         }
     }
 

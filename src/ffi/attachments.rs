@@ -21,7 +21,11 @@ use crate::wire::Ref;
 /// file under the receiver, which then dies of SIGBUS on access.
 pub const VOXSHM_ATTACHMENTS_ACCEPT_UNSEALED: u32 = 1;
 /// Attachments option flag: talk to a vox-shm sender: send no HELLO and no
-/// RELEASE; implies accepting unsealed regions.
+/// RELEASE; implies accepting unsealed regions. A vox sender never retires
+/// a region, so at `max_mappings` or `max_mapped_bytes` the mappings no
+/// view holds are unmapped to make room (used-up ones first, then the
+/// least recently used); a later reference into one fails with
+/// `VOXSHM_TOO_MANY_MAPPINGS`.
 pub const VOXSHM_ATTACHMENTS_VOX_COMPAT: u32 = 2;
 /// Attachments option flag: `voxshm_attachments_get_stats` also fills
 /// `minor_faults` (one `getrusage` system call). Without it that field is
@@ -128,6 +132,10 @@ pub struct voxshm_attachments_stats {
     /// releases or for room in the ring. Added after the first version of
     /// this struct.
     pub wakeups_sent: u64,
+    /// Regions unmapped to make room for newer ones (vox compatibility: a
+    /// vox sender never retires a region). Added after the first version
+    /// of this struct.
+    pub regions_evicted: u64,
 }
 
 /// The receiver's side: maps the sender's regions read-only and turns
@@ -413,6 +421,7 @@ impl From<(AttachmentsStats, &Limits)> for voxshm_attachments_stats {
             minor_faults: s.minor_faults,
             ring: u64::from(s.ring),
             wakeups_sent: s.wakeups_sent,
+            regions_evicted: s.regions_evicted,
         }
     }
 }
@@ -440,5 +449,5 @@ impl From<voxshm_view> for View {
 // The frozen first-version sizes must match the structs as first shipped.
 const _: () = {
     assert!(size_of::<voxshm_attachments_options>() == VOXSHM_ATTACHMENTS_OPTIONS_V1_SIZE + 8);
-    assert!(size_of::<voxshm_attachments_stats>() == VOXSHM_ATTACHMENTS_STATS_V1_SIZE + 16);
+    assert!(size_of::<voxshm_attachments_stats>() == VOXSHM_ATTACHMENTS_STATS_V1_SIZE + 24);
 };
