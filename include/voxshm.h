@@ -414,7 +414,8 @@ typedef struct voxshm_ref {
    */
   uint32_t map_id;
   /**
-   * Generation of the region (starts at 1).
+   * Generation of the region: a voxshm sender starts at 1 and raises it
+   * when it reuses a map_id; a vox sender always uses 0.
    */
   uint32_t map_generation;
   /**

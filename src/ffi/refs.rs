@@ -15,7 +15,8 @@ pub const VOXSHM_REF_FRAME_LEN: u32 = 32;
 pub struct voxshm_ref {
     /// Region number, reused only with a higher generation.
     pub map_id: u32,
-    /// Generation of the region (starts at 1).
+    /// Generation of the region: a voxshm sender starts at 1 and raises it
+    /// when it reuses a map_id; a vox sender always uses 0.
     pub map_generation: u32,
     /// Byte offset of the payload in the region.
     pub map_offset: u64,
