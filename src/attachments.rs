@@ -171,8 +171,11 @@ impl Endpoint for Side {
             }
             Incoming::Gone => {
                 // References the sender pushed before it went are still
-                // received: queued with the rest (a ring's worth at most).
-                while let Some(r) = link.pop()? {
+                // received: queued with the rest, a ring's worth at most (a
+                // sender that hung up but keeps writing its segment cannot
+                // hold this loop).
+                for _ in 0..link.ring_capacity() {
+                    let Some(r) = link.pop()? else { break };
                     self.refs_received += 1;
                     self.queue.push_back(r);
                 }

@@ -443,6 +443,17 @@ impl Link {
         if self.role == Role::Receiver && m.fd_shortage && attach_shaped {
             return Ok(Some(Incoming::AttachLost(Attach::decode(&m.bytes)?)));
         }
+        if self.role == Role::Receiver
+            && m.fd_shortage
+            && matches!(Ext::decode(&m.bytes), Ok(Ext::Segment { .. }))
+        {
+            // Not the sender's fault, but the link cannot go on without
+            // the segment: its references will be in it.
+            return Err(Error::new(
+                Status::ResourceExhausted,
+                "the ring segment's fd could not be received: this process has no free file descriptor",
+            ));
+        }
         if m.ctrunc || m.trunc {
             return Err(protocol(format!(
                 "{}-byte message from the {} arrived truncated ({})",
@@ -566,6 +577,17 @@ impl Link {
     /// The ring path is in use (the segment was sent or received).
     pub fn ring_active(&self) -> bool {
         self.ring.segment.is_some()
+    }
+
+    /// Entries of the ring this side consumes (0 without a segment).
+    pub fn ring_capacity(&self) -> u64 {
+        self.ring.segment.as_ref().map_or(0, |seg| {
+            let c = seg.capacities();
+            u64::from(match self.role {
+                Role::Sender => c.releases,
+                Role::Receiver => c.refs,
+            })
+        })
     }
 
     /// Wake-up messages this side sent.

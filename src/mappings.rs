@@ -142,6 +142,7 @@ impl Mappings {
                 self.mapped_bytes += map.len();
                 self.highest.insert(a.map_id, a.map_generation);
                 self.rejected.remove(&a.map_id);
+                self.evicted.remove(&a.map_id);
                 self.uses += 1;
                 self.maps.insert(
                     a.map_id,

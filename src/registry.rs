@@ -234,9 +234,11 @@ impl Endpoint for Side {
             }
             Incoming::Gone => {
                 // Releases the receiver pushed before it went are releases,
-                // not losses.
-                self.take_releases(link)?;
-                self.peer_gone(link)
+                // not losses. A ring it broke while dying poisons the link,
+                // and the rest is reclaimed all the same.
+                let taken = self.take_releases(link);
+                self.peer_gone(link);
+                taken.map(|_| ())?
             }
             other => {
                 return Err(Error::new(
@@ -653,31 +655,34 @@ impl Registry {
         // once when space runs short: looking at the ring costs a cache miss
         // that a small payload's path does not need while there is room.
         let mut eager = false;
+        let mut looks = 0;
         loop {
             g.s.link.check_usable()?;
             let releases = eager || slept || g.s.side.releases_due(need);
             self.pump_with(&mut g, slept, releases)?;
             g.s.link.check_usable()?;
-            let side = &g.s.side;
+            let (live, leased) = (g.s.side.live_leases, g.s.side.leased_bytes);
             let limit = self.opts.max_in_flight_bytes;
-            let queue_full = limit > 0 && side.live_leases > 0 && side.leased_bytes + need > limit;
+            let queue_full = limit > 0 && live > 0 && leased + need > limit;
             if queue_full && !eager {
                 eager = true;
                 continue;
             }
             if queue_full {
-                if deadline.get().expired() {
+                if deadline.get().expired() && self.arm(&mut g, false, &mut looks)? {
                     return Err(not_yet(
                         Status::NoSpace,
                         timeout_ms,
                         "this payload would go over max_in_flight_bytes, and none in flight was released yet",
                         || {
                             format!(
-                                "{} payloads ({} bytes) are in flight, and this one would go over max_in_flight_bytes {limit}; none was released in time",
-                                side.live_leases, side.leased_bytes
+                                "{live} payloads ({leased} bytes) are in flight, and this one would go over max_in_flight_bytes {limit}; none was released in time"
                             )
                         },
                     ));
+                }
+                if deadline.get().expired() {
+                    continue;
                 }
                 (g, slept) = self.wait(g, deadline.get(), &mut spin, false)?;
                 continue;
@@ -701,7 +706,7 @@ impl Registry {
                 let State { link, side } = &mut g.s;
                 side.retire_idle(link, 0);
             }
-            if deadline.get().expired() {
+            if deadline.get().expired() && self.arm(&mut g, false, &mut looks)? {
                 let side = &g.s.side;
                 return Err(not_yet(
                     Status::NoSpace,
@@ -717,6 +722,9 @@ impl Registry {
                         )
                     },
                 ));
+            }
+            if deadline.get().expired() {
+                continue;
             }
             (g, slept) = self.wait(g, deadline.get(), &mut spin, false)?;
         }
@@ -802,7 +810,12 @@ impl Registry {
             r = g.s.side.check_publish(a, len)?;
         }
         if !g.s.link.ring_active() {
-            Self::start_ring(&mut g.s, deadline.get())?;
+            let started = Self::start_ring(&mut g.s, deadline.get());
+            // Threads that went to sleep before there was a segment
+            // announced nothing in it: they look again, and announce it now
+            // (and what the wait for room to send applied may be theirs).
+            self.hub.notify(&g);
+            started?;
         }
         if g.s.link.ring_active() {
             return self.push_ref(g, a, len, deadline);
@@ -826,12 +839,17 @@ impl Registry {
         mut deadline: LazyDeadline,
     ) -> Result<()> {
         let mut spin = Spin::default();
+        let mut looks = 0;
         loop {
             // Checked again after each wait: another thread may have
             // published or aborted it meanwhile.
             let State { link, side } = &mut g.s;
             if side.publish_via(a, len, |r| link.push(r))? {
                 return Ok(());
+            }
+            if deadline.get().expired() && !self.arm(&mut g, true, &mut looks)? {
+                self.pump(&mut g, false)?;
+                continue;
             }
             if deadline.get().expired() {
                 return Err(Error::new(
@@ -887,7 +905,10 @@ impl Registry {
         if !changed && !self.hub.fd_watched() {
             self.pump(&mut g, true)?;
         }
-        self.arm_fd(&mut g)?;
+        if !self.arm(&mut g, false, &mut 0)? {
+            // Releases came meanwhile: take them now.
+            self.pump(&mut g, false)?;
+        }
         g.s.link.check_usable()?;
         // Retirements that found the channel full are retried here.
         let State { link, side } = &mut g.s;
@@ -936,6 +957,7 @@ impl Registry {
         let mut g = self.hub.lock();
         let mut spin = Spin::default();
         let mut slept = false;
+        let mut looks = 0;
         loop {
             let read = slept || (deadline.expired() && self.hub.fd_watched());
             self.pump(&mut g, read)?;
@@ -954,8 +976,10 @@ impl Registry {
                 return Ok(());
             }
             link.check_usable()?;
+            if deadline.expired() && !self.arm(&mut g, false, &mut looks)? {
+                continue;
+            }
             if deadline.expired() {
-                self.arm_fd(&mut g)?;
                 let side = &g.s.side;
                 let retiring = side.pool.retiring();
                 return Err(if side.live_leases > 0 {
@@ -987,15 +1011,23 @@ impl Registry {
         }
     }
 
-    /// A non-blocking call found nothing more to do: if the caller watches
-    /// the fd, ask the receiver (through the segment) to wake it with the
-    /// next release, so the fd becomes readable then.
-    fn arm_fd(&self, g: &mut Guard<'_, State>) -> Result<()> {
-        if self.hub.fd_watched() && !g.s.link.prepare_sleep()? {
-            // Releases came meanwhile: take them now, no wake-up needed.
-            self.pump(g, false)?;
+    /// A non-blocking call is about to say "nothing yet". If the caller
+    /// watches the fd, ask the receiver (through the segment) to wake it
+    /// with its next release (`room`: when there is room in the reference
+    /// ring), so the fd becomes readable then. False: what the call waits
+    /// for came meanwhile, look again (at most a few times: a receiver
+    /// that keeps pushing cannot hold the call).
+    fn arm(&self, g: &mut Guard<'_, State>, room: bool, looks: &mut u32) -> Result<bool> {
+        if !self.hub.fd_watched() || *looks >= 16 {
+            return Ok(true);
         }
-        Ok(())
+        *looks += 1;
+        let nothing = if room {
+            g.s.link.prepare_wait_for_room()?
+        } else {
+            g.s.link.prepare_sleep()?
+        };
+        Ok(nothing)
     }
 
     /// Waits up to `timeout_ms` until the payload `r` names is released by
@@ -1009,6 +1041,7 @@ impl Registry {
         let mut g = self.hub.lock();
         let mut spin = Spin::default();
         let mut slept = false;
+        let mut looks = 0;
         loop {
             self.pump(&mut g, slept)?;
             let side = &g.s.side;
@@ -1022,6 +1055,9 @@ impl Registry {
                 return Ok(());
             }
             g.s.link.check_poisoned()?;
+            if deadline.expired() && !self.arm(&mut g, false, &mut looks)? {
+                continue;
+            }
             if deadline.expired() {
                 return Err(not_yet(
                     Status::Timeout,

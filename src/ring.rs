@@ -248,26 +248,22 @@ impl Cursor {
 
     /// Consumer side: announces sleep, then looks again. True: still empty,
     /// sleep (the producer will wake this side). False: something came;
-    /// the announcement is withdrawn.
+    /// the announcement is left (the producer clears it with its wake-up).
     fn consumer_sleep(&mut self) -> std::result::Result<bool, RingError> {
         self.flag(CONSUMER_SLEEPING).store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.mine != self.load_producer()? {
-            self.flag(CONSUMER_SLEEPING).store(0, Ordering::Relaxed);
-            return Ok(false);
-        }
-        Ok(true)
+        // Something came: the announcement stays. Clearing it here could
+        // erase that of another thread of this handle that sleeps on it; the
+        // price is at most one wake-up nobody needed.
+        Ok(self.mine == self.load_producer()?)
     }
 
     /// Producer side: announces waiting for room, then looks again.
     fn producer_wait(&mut self) -> std::result::Result<bool, RingError> {
         self.flag(PRODUCER_WAITING).store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.mine - self.load_consumer()? < self.cap {
-            self.flag(PRODUCER_WAITING).store(0, Ordering::Relaxed);
-            return Ok(false);
-        }
-        Ok(true)
+        // Room came: the announcement stays, as in `consumer_sleep`.
+        Ok(self.mine - self.load_consumer()? == self.cap)
     }
 }
 
@@ -566,9 +562,13 @@ mod tests {
         assert!(tx.peer_needs_wake_for_entries());
         assert!(tx.push(&r(2)).unwrap());
         assert!(!tx.peer_needs_wake_for_entries());
-        // Something there: no sleep, and the announcement is withdrawn.
+        // Something there: no sleep; the announcement stays (another
+        // thread may sleep on it), so the next push wakes once, and only
+        // once.
         assert!(!rx.prepare_sleep().unwrap());
         assert!(tx.push(&r(3)).unwrap());
+        assert!(tx.peer_needs_wake_for_entries());
+        assert!(tx.push(&r(4)).unwrap());
         assert!(!tx.peer_needs_wake_for_entries());
         // A full ring: the producer waits, the first pop wakes it.
         let (mut tx, mut rx) = pair(SMALL);

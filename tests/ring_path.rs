@@ -381,6 +381,12 @@ struct RawSeg {
     refs_cap: usize,
 }
 
+// SAFETY: the mapping is shared memory written with volatile accesses;
+// the tests use it from several threads as two processes would.
+unsafe impl Sync for RawSeg {}
+// SAFETY: as above.
+unsafe impl Send for RawSeg {}
+
 impl RawSeg {
     fn len_for(cap: u32) -> usize {
         (ENTRIES_AT + 2 * cap as usize * 24).div_ceil(4096) * 4096
@@ -974,4 +980,204 @@ fn ring_receiver_gone_when_the_segment_is_sent_is_a_dead_peer() {
     assert_eq!(reg.wait_idle(0).unwrap_err().status, PeerGone);
     drop(reg);
     assert_eq!(fd_count(), before);
+}
+
+// ---------------------------------------------------------------------------
+// An event-loop sender: its fd becomes readable when what it waits for
+// comes, whichever non-blocking call said "not yet".
+
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) == 1 }
+}
+
+/// Runs `not_yet` (a non-blocking call that must say "not yet"), lets the
+/// receiver release the one payload it holds 100 ms later, and checks that
+/// the registry's fd became readable for it.
+fn event_loop_sender_is_woken(opts: RegistryOptions, not_yet: impl Fn(&Registry, &Ref) -> bool) {
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, opts).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let fd = reg.fd();
+    let al = reg.alloc(4096, LONG_MS).unwrap();
+    reg.send(&al, 4096, LONG_MS).unwrap();
+    let r = Ref {
+        map_id: al.map_id,
+        map_generation: al.map_generation,
+        map_offset: al.map_offset,
+        payload_len: 4096,
+    };
+    assert!(reg.stats().ring);
+    while readable(fd, 0) {
+        reg.poll().unwrap();
+    }
+    assert!(not_yet(&reg, &r), "the call did not say not yet");
+    let t = std::thread::spawn(move || {
+        let v = att.recv(LONG_MS).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        att.release(&v).unwrap();
+        att
+    });
+    assert!(readable(fd, 5000), "the fd never became readable");
+    let att = t.join().unwrap();
+    reg.wait_released(&r, 0).unwrap();
+    drop(att);
+}
+
+#[test]
+fn ring_event_loop_sender_is_woken_after_wait_released() {
+    let _s = serial();
+    event_loop_sender_is_woken(reg_opts(), |reg, r| {
+        reg.wait_released(r, 0).unwrap_err().status == Timeout
+    });
+}
+
+#[test]
+fn ring_event_loop_sender_is_woken_after_alloc_found_no_space() {
+    let _s = serial();
+    let opts = RegistryOptions {
+        max_in_flight_bytes: 4096,
+        ..reg_opts()
+    };
+    event_loop_sender_is_woken(opts, |reg, _| {
+        reg.alloc(4096, 0).unwrap_err().status == voxshm::Status::NoSpace
+    });
+}
+
+/// `poll` in an event loop while releases keep coming at random moments:
+/// a release landing while `poll` asks for a wake-up must not leave the fd
+/// unarmed (the loop would stall with releases in the ring).
+#[test]
+fn ring_event_loop_sender_never_stalls() {
+    let _s = serial();
+    const N: usize = 1000;
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(a, reg_opts()).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let fd = reg.fd();
+    for _ in 0..N {
+        let al = reg.alloc(64, LONG_MS).unwrap();
+        reg.send(&al, 64, LONG_MS).unwrap();
+    }
+    let t = std::thread::spawn(move || {
+        let mut p = Prng::new(3);
+        for _ in 0..N {
+            let v = att.recv(LONG_MS).unwrap();
+            let end = Instant::now() + Duration::from_micros(p.range(0, 60));
+            while Instant::now() < end {}
+            att.release(&v).unwrap();
+        }
+        att
+    });
+    reg.poll().unwrap();
+    while reg.stats().live_leases > 0 {
+        let before = reg.stats().live_leases;
+        assert!(
+            readable(fd, 5000),
+            "stalled with {before} leases; one poll now leaves {}",
+            {
+                reg.poll().unwrap();
+                reg.stats().live_leases
+            }
+        );
+        reg.poll().unwrap();
+    }
+    t.join().unwrap();
+}
+
+/// A thread asleep in `alloc` since before the segment existed (so it
+/// announced nothing in it) is woken by releases that come through the
+/// ring once another thread's `send` made it.
+#[test]
+fn ring_sleeper_from_before_the_segment_is_woken() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            max_in_flight_bytes: 8192,
+            ..reg_opts()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let to_send = reg.alloc(4096, LONG_MS).unwrap();
+    let mut views = Vec::new();
+    for _ in 0..2 {
+        let al = reg.alloc(4096, LONG_MS).unwrap();
+        let r = reg.publish(&al, 4096).unwrap();
+        views.push(att.resolve(&r, LONG_MS).unwrap());
+    }
+    assert!(!reg.stats().ring);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let t0 = Instant::now();
+            reg.alloc(4096, 10_000).unwrap();
+            t0.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        reg.send(&to_send, 4096, LONG_MS).unwrap();
+        assert!(reg.stats().ring);
+        views.push(att.recv(LONG_MS).unwrap());
+        for v in &views {
+            att.release(v).unwrap();
+        }
+        let took = waiter.join().unwrap();
+        assert!(took < Duration::from_secs(5), "woken after {took:?}");
+    });
+}
+
+/// A sender that hangs up but keeps writing its producer index: taking
+/// what was in the ring at the hang-up stops at a ring's worth.
+#[test]
+fn ring_hostile_sender_writing_after_its_hang_up_cannot_hold_the_receiver() {
+    let _s = serial();
+    let (mine, theirs) = Channel::pair().unwrap();
+    let att = Attachments::new(mine, AttachmentsOptions::default()).unwrap();
+    let sock = theirs.raw();
+    recv_raw(sock, 10_000).expect("HELLO");
+    send_raw(sock, &hello(wire::ROLE_SENDER), &[]).unwrap();
+    let region = memfd(64 << 10, SHRINK_GROW | libc::F_SEAL_FUTURE_WRITE);
+    send_raw(sock, &attach_body(1, 1, 64 << 10), &[region.as_raw_fd()]).unwrap();
+    // A large ring, so the receiver cannot empty it faster than the
+    // sender writes its index.
+    const BIG: u32 = 1 << 16;
+    let (seg, fd) = RawSeg::create(BIG);
+    let msg = Ext::Segment {
+        segment_len: seg.len as u64,
+        refs_capacity: BIG,
+        releases_capacity: BIG,
+    }
+    .encode();
+    send_raw(sock, &msg, &[fd.as_raw_fd()]).unwrap();
+    while !att.stats().ring {
+        att.poll().unwrap();
+    }
+    for i in 0..BIG as usize {
+        seg.entry(false, i, &r(1, 0, 10), 0, 3);
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Always a full ring ahead of whatever the receiver took.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let c = seg.get_u64(REFS_AT + CONSUMER);
+                seg.put_u64(REFS_AT + PRODUCER, c + u64::from(BIG));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(theirs);
+        let t0 = Instant::now();
+        let _ = att.poll();
+        let took = t0.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let q = att.stats().queued_refs;
+        assert!(q <= 2 * u64::from(BIG), "{q} references queued");
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    });
 }
