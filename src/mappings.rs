@@ -5,7 +5,7 @@
 
 use crate::hash::FastMap;
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use tracing::{info, warn};
 
@@ -121,7 +121,10 @@ impl Mappings {
             )));
         }
         self.check_new_region(&a)?;
-        if self.evict {
+        // Room is made only for a region that will be accepted: a refused
+        // one must not cost the mappings in place.
+        if self.evict && Mapping::check_file(fd.as_raw_fd(), a.mapping_length, &self.limits).is_ok()
+        {
             self.make_room(a.mapping_length);
         }
         let map = Mapping::validate_and_map(

@@ -249,6 +249,32 @@ impl Mapping {
         mapped_bytes: u64,
     ) -> Result<Mapping> {
         let raw = fd.as_raw_fd();
+        Self::check_file(raw, mapping_length, limits)?;
+        if mappings >= limits.max_mappings as usize {
+            return Err(Error::new(
+                Status::TooManyMappings,
+                format!(
+                    "already {mappings} mappings; max_mappings is {}",
+                    limits.max_mappings
+                ),
+            ));
+        }
+        if mapped_bytes.saturating_add(mapping_length) > limits.max_mapped_bytes {
+            return Err(Error::new(
+                Status::MappedBytesLimit,
+                format!(
+                    "mapping {mapping_length} more bytes over {mapped_bytes} exceeds max_mapped_bytes {}",
+                    limits.max_mapped_bytes
+                ),
+            ));
+        }
+        Self::map_checked(raw, mapping_length)
+    }
+
+    /// The checks of the region's file that do not depend on what is mapped
+    /// already: a regular file, long enough, sealed (unless unsealed ones
+    /// are accepted), not larger than `max_single_mapping`.
+    pub fn check_file(raw: RawFd, mapping_length: u64, limits: &Limits) -> Result<()> {
         let st = sys::fstat(raw)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::new(
@@ -290,24 +316,11 @@ impl Mapping {
                 ),
             ));
         }
-        if mappings >= limits.max_mappings as usize {
-            return Err(Error::new(
-                Status::TooManyMappings,
-                format!(
-                    "already {mappings} mappings; max_mappings is {}",
-                    limits.max_mappings
-                ),
-            ));
-        }
-        if mapped_bytes.saturating_add(mapping_length) > limits.max_mapped_bytes {
-            return Err(Error::new(
-                Status::MappedBytesLimit,
-                format!(
-                    "mapping {mapping_length} more bytes over {mapped_bytes} exceeds max_mapped_bytes {}",
-                    limits.max_mapped_bytes
-                ),
-            ));
-        }
+        Ok(())
+    }
+
+    /// Maps a region whose file `check_file` accepted.
+    fn map_checked(raw: RawFd, mapping_length: u64) -> Result<Mapping> {
         // No MAP_POPULATE: on a sparse file it would allocate every page
         // the sender left empty, charged to this process (a hostile sender
         // could get it OOM-killed with one ATTACH). Only the pages the
@@ -318,7 +331,6 @@ impl Mapping {
             .len(mapping_length as usize)
             .map_raw_read_only(raw)
             .map_err(|e| Error::os("mmap (receiver, read-only)", e))?;
-        drop(fd);
         populate_resident(map.as_ptr(), map.len());
         Ok(Mapping { map })
     }

@@ -186,3 +186,44 @@ fn vox_receiver_outlives_the_map_id_limit() {
     assert_eq!(st.regions_evicted, u64::from(total - 8), "{st:?}");
     assert_eq!(st.mappings, 8, "{st:?}");
 }
+
+/// Room is made only for a region that will be accepted: an ATTACH that is
+/// refused (here: its fd is not a regular file, or the file is shorter
+/// than it says) unmaps nothing.
+#[test]
+fn vox_receiver_unmaps_nothing_for_a_refused_region() {
+    let _s = serial();
+    let (mine, theirs) = Channel::pair_of(Kind::Dgram).unwrap();
+    let mut opts = AttachmentsOptions {
+        vox_compat: true,
+        ..Default::default()
+    };
+    opts.limits.max_mappings = 2;
+    let att = Attachments::new(mine, opts).unwrap();
+    for id in 0..2u32 {
+        let fd = memfd(4096, 0);
+        send_raw(theirs.raw(), &attach_body(id, 0, 4096), &[fd.as_raw_fd()]).unwrap();
+        let v = att.resolve(&vox_ref(id, 0, 4096), 5000).unwrap();
+        att.release(&v).unwrap();
+    }
+    let mut pipe = [0; 2];
+    // SAFETY: pipe writes two fds into the array.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    send_raw(theirs.raw(), &attach_body(2, 0, 4096), &[pipe[0]]).unwrap();
+    let short = memfd(100, 0);
+    send_raw(theirs.raw(), &attach_body(3, 0, 4096), &[short.as_raw_fd()]).unwrap();
+    // SAFETY: closing the pipe fds this test made.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    let _ = att.poll();
+    let _ = att.poll();
+    let st = att.stats();
+    assert_eq!((st.mappings, st.regions_evicted), (2, 0), "{st:?}");
+    assert_eq!(st.attaches_rejected, 2, "{st:?}");
+    for id in 0..2u32 {
+        let v = att.resolve(&vox_ref(id, 0, 64), 0).unwrap();
+        att.release(&v).unwrap();
+    }
+}
