@@ -354,6 +354,11 @@ impl Attachments {
         } else {
             link.pump_if_due(side)?
         };
+        // The sender's HELLO may have come with what was read: what waited
+        // for it goes out now.
+        if p.changed && (!side.pending_release.is_empty() || !side.pending_acks.is_empty()) {
+            side.flush(link);
+        }
         // A send found the sender gone and nothing is left to read (a
         // datagram peer shows no hang-up): it is gone.
         if side.send_failed && !p.changed && side.wants_more() && link.mark_gone() {
@@ -565,6 +570,12 @@ impl Attachments {
                 map_generation: r.map_generation,
                 mapping_length: 0,
             });
+        }
+        if !side.pending_release.is_empty() && !link.peer_said_hello() && !gone {
+            // Releases wait for the sender's HELLO: it may be unread on the
+            // socket (a caller that only resolves and releases reads it
+            // nowhere else).
+            let _ = link.pump(side);
         }
         side.flush(link);
         // A full channel: wait for room while reading what the sender sends

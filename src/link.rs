@@ -304,13 +304,16 @@ impl Link {
     /// (the receiver sends nothing else before), without blocking: a full
     /// socket is tried again by the next read.
     fn answer_hello(&mut self) {
-        if self.role == Role::Sender
-            && self.extensions
-            && self.peer_said_hello()
-            && !self.said_hello()
-        {
+        if self.owes_hello() {
             let _ = self.try_say_hello();
         }
+    }
+
+    /// A sender that read the receiver's HELLO and could not answer yet
+    /// (the socket was full): it must not sleep long without trying again,
+    /// since the receiver sends nothing more until it has the answer.
+    pub fn owes_hello(&self) -> bool {
+        self.role == Role::Sender && self.extensions && self.peer_said_hello() && !self.said_hello()
     }
 
     /// Says HELLO now if it has not been said, without blocking.

@@ -226,22 +226,36 @@ impl Mappings {
     /// fits the limits: first those used up to their end (a vox sender
     /// places nothing more there), then the least recently used.
     fn make_room(&mut self, len: u64) {
-        loop {
-            let count_full = self.maps.len() >= self.limits.max_mappings as usize;
-            let bytes_full = self.mapped_bytes.saturating_add(len) > self.limits.max_mapped_bytes;
-            if !count_full && !bytes_full {
-                return;
+        let max_count = self.limits.max_mappings as usize;
+        let max_bytes = self.limits.max_mapped_bytes;
+        let mut count = self.maps.len();
+        let mut bytes = self.mapped_bytes;
+        if count < max_count && bytes.saturating_add(len) <= max_bytes {
+            return;
+        }
+        let mut candidates: Vec<(bool, u64, u32, u64)> = self
+            .maps
+            .iter()
+            .filter(|(_, m)| m.views.is_empty() && !m.retire_pending)
+            .map(|(id, m)| (m.seen_end < m.map.len(), m.last_used, *id, m.map.len()))
+            .collect();
+        candidates.sort_unstable();
+        // Chosen first, unmapped only if they make enough room: a region
+        // that cannot fit anyway must not cost the mappings in place.
+        let mut victims = Vec::new();
+        for (_, _, id, size) in candidates {
+            if count < max_count && bytes.saturating_add(len) <= max_bytes {
+                break;
             }
-            let victim = self
-                .maps
-                .iter()
-                .filter(|(_, m)| m.views.is_empty() && !m.retire_pending)
-                .min_by_key(|(_, m)| (m.seen_end < m.map.len(), m.last_used))
-                .map(|(id, m)| (*id, m.generation));
-            let Some((id, generation)) = victim else {
-                // Every mapping is held: the new region is refused.
-                return;
-            };
+            victims.push(id);
+            count -= 1;
+            bytes -= size;
+        }
+        if count >= max_count || bytes.saturating_add(len) > max_bytes {
+            return;
+        }
+        for id in victims {
+            let generation = self.maps.get(&id).map_or(0, |m| m.generation);
             self.unmap(id);
             self.evicted.insert(id, generation);
             self.regions_evicted += 1;

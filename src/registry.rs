@@ -587,6 +587,13 @@ impl Registry {
         if !sleep {
             return Ok((g, false));
         }
+        // An unanswered HELLO (the socket was full) is tried again soon:
+        // the receiver sends nothing until it has it.
+        let deadline = if g.s.link.owes_hello() {
+            deadline.at_most_ms(10)
+        } else {
+            deadline
+        };
         Ok((self.hub.wait(g, deadline)?, true))
     }
 
@@ -918,10 +925,12 @@ impl Registry {
 
     /// Ends the lease of the payload `r` names, as the receiver's RELEASE
     /// would: for a vox receiver (vox compatibility), whose releases travel
-    /// over the caller's own transport, or not at all. Its space is reused
-    /// and its region may be retired. Only in vox compatibility: a voxshm
-    /// receiver releases over the channel itself, and a second release
-    /// could end a later payload's lease at the same place.
+    /// over the caller's own transport, or not at all. Its space is reused.
+    /// Only in vox compatibility: a voxshm receiver releases over the
+    /// channel itself. Release each payload once: a reference whose space
+    /// now holds another payload of the same length at the same place
+    /// names that one (a vox receiver's references carry no more). After
+    /// the receiver went away, `PEER_GONE` (the lease was reclaimed).
     pub fn release(&self, r: &Ref) -> Result<()> {
         if !self.opts.vox_compat {
             return Err(Error::new(
@@ -933,6 +942,12 @@ impl Registry {
         self.pump(&mut g, false)?;
         let State { link, side } = &mut g.s;
         link.check_poisoned()?;
+        if side.reclaimed.contains(r) {
+            return Err(Error::new(
+                Status::PeerGone,
+                format!("the receiver went away holding {r}; it was reclaimed"),
+            ));
+        }
         if !side.is_leased(r) {
             return Err(Error::new(
                 Status::InvalidArgument,

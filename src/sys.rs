@@ -40,6 +40,15 @@ impl Deadline {
         }
     }
 
+    /// This deadline, or `ms` from now if that comes first.
+    pub fn at_most_ms(&self, ms: u64) -> Deadline {
+        let soon = Instant::now() + Duration::from_millis(ms);
+        match self.instant() {
+            Some(t) if t <= soon => *self,
+            _ => Deadline(When::At(soon)),
+        }
+    }
+
     fn instant(&self) -> Option<Instant> {
         match self.0 {
             When::Never => None,

@@ -789,3 +789,84 @@ fn releases_flow_back_to_a_sender_that_only_publishes() {
     }
     assert_eq!(reg.stats().payloads_published, 160);
 }
+
+/// A receiver whose caller only resolves and releases (references over its
+/// own transport, regions already known) still learns of the sender's
+/// HELLO, and the releases that waited for it go out: none is dropped for
+/// a voxshm sender that answered.
+#[test]
+fn releases_waiting_for_the_senders_hello_go_out_when_it_comes() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            region_size: 1 << 20,
+            budget: 1 << 20,
+            ring: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Published before the receiver exists (fewer than the socket holds:
+    // the sender reads nothing while the receiver releases them).
+    const N: usize = 100;
+    let refs: Vec<Ref> = (0..N)
+        .map(|_| {
+            let al = reg.alloc(64, 0).unwrap();
+            reg.publish(&al, 64).unwrap()
+        })
+        .collect();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    // The first resolve reads the ATTACH, before the sender's HELLO.
+    let v0 = att.resolve(&refs[0], 1000).unwrap();
+    // The sender reads the receiver's HELLO and answers it.
+    assert_eq!(status(reg.wait_released(&refs[0], 0)), Timeout);
+    att.release(&v0).unwrap();
+    for r in &refs[1..] {
+        let v = att.resolve(r, 1000).unwrap();
+        att.release(&v).unwrap();
+    }
+    assert_eq!(att.stats().releases_sent, N as u64, "{:?}", att.stats());
+    reg.wait_released(&refs[N - 1], 5000).unwrap();
+    reg.wait_idle(5000).unwrap();
+    assert_eq!(reg.stats().live_leases, 0);
+}
+
+/// A sender whose answer to the receiver's HELLO met a full socket tries
+/// again while it waits (the receiver sends nothing before the answer).
+#[test]
+fn a_senders_hello_answer_that_met_a_full_socket_is_sent_later() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            region_size: 4096,
+            budget: 64 << 20,
+            keep_warm: 64 << 20,
+            send_timeout_ms: 50,
+            ring: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let al = reg.alloc(100, 0).unwrap();
+    let r0 = reg.publish(&al, 100).unwrap();
+    // Regions until the socket is full of their ATTACHes.
+    while reg.alloc(4000, 0).is_ok() {}
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    reg.poll().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| reg.wait_released(&r0, 10_000));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let v = att.resolve(&r0, 1000).unwrap();
+        att.release(&v).unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waiter.is_finished() && std::time::Instant::now() < end {
+            let _ = att.poll();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        waiter.join().unwrap().unwrap();
+    });
+}

@@ -163,7 +163,13 @@ fn a_connecting_side_can_require_the_listeners_user() {
                 Err(_) => return 4,
             };
             let _ = ready_w.try_send(b"ready!!!", None);
+            // Both connections below: the refused one and the allowed one
+            // (the listener must still be there for the second).
+            // (The refused one may already be gone when the first accept
+            // looks, which then takes the allowed one: the second waits
+            // only briefly.)
             let _ = l.accept(Deadline::after_ms(5000));
+            let _ = l.accept(Deadline::after_ms(1000));
             0
         })
     });

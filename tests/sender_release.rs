@@ -110,3 +110,35 @@ fn a_voxshm_sender_does_not_release_by_reference() {
     att.release(&v).unwrap();
     settle(&reg, &att);
 }
+
+/// The receiver said it was done over the caller's transport, then went
+/// away: its lease was reclaimed, and releasing it says so (not "never
+/// published").
+#[test]
+fn releasing_after_the_vox_receiver_went_away_says_peer_gone() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let reg = Registry::new(
+        a,
+        RegistryOptions {
+            vox_compat: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let att = Attachments::new(
+        b,
+        AttachmentsOptions {
+            vox_compat: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let al = reg.alloc(64, 0).unwrap();
+    let r = reg.publish(&al, 64).unwrap();
+    let v = att.resolve(&r, LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    drop(att);
+    let e = reg.release(&r).unwrap_err();
+    assert_eq!(e.status, voxshm::Status::PeerGone, "{e}");
+}

@@ -227,3 +227,40 @@ fn vox_receiver_unmaps_nothing_for_a_refused_region() {
         att.release(&v).unwrap();
     }
 }
+
+/// Room is made only if it can be made: a region that cannot fit next to
+/// the held mappings however many free ones go is refused, and the free
+/// ones stay.
+#[test]
+fn vox_receiver_unmaps_nothing_when_the_region_cannot_fit_anyway() {
+    let _s = serial();
+    let (mine, theirs) = Channel::pair_of(Kind::Dgram).unwrap();
+    let mut opts = AttachmentsOptions {
+        vox_compat: true,
+        ..Default::default()
+    };
+    opts.limits.max_mapped_bytes = 8 << 20;
+    let att = Attachments::new(mine, opts).unwrap();
+    let attach = |id: u32, len: u64| {
+        let fd = memfd(len, 0);
+        send_raw(theirs.raw(), &attach_body(id, 0, len), &[fd.as_raw_fd()]).unwrap();
+    };
+    // One 6 MiB region held by a view, two 1 MiB regions free.
+    attach(0, 6 << 20);
+    attach(1, 1 << 20);
+    attach(2, 1 << 20);
+    let held = att.resolve(&vox_ref(0, 0, 8), 5000).unwrap();
+    let _ = att.poll();
+    assert_eq!(att.stats().mappings, 3);
+    // 4 MiB can never fit next to the held 6 MiB.
+    attach(3, 4 << 20);
+    assert_eq!(
+        att.poll().unwrap_err().status,
+        voxshm::Status::MappedBytesLimit
+    );
+    let st = att.stats();
+    assert_eq!((st.mappings, st.regions_evicted), (3, 0), "{st:?}");
+    let v = att.resolve(&vox_ref(1, 0, 8), 0).unwrap();
+    att.release(&v).unwrap();
+    att.release(&held).unwrap();
+}

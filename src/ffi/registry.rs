@@ -361,11 +361,15 @@ pub extern "C" fn voxshm_registry_wait_released(
 /// a vox receiver: with `VOXSHM_REGISTRY_VOX_COMPAT` references travel over
 /// the caller's own transport and the receiver's releases over it too, or
 /// not at all; without this call the budget would be a lifetime cap. Its
-/// space is reused and its region may be retired; the receiver must be done
-/// with it. Returns `VOXSHM_INVALID_ARGUMENT` for a reference that is not a
-/// published payload this registry still holds (released already, or never
-/// published), or NULL; `VOXSHM_UNSUPPORTED` without vox compatibility (a
-/// voxshm receiver releases its payloads itself); `VOXSHM_PROTOCOL`.
+/// space is reused; the receiver must be done with it. Release each payload
+/// once: a reference whose space now holds another payload of the same
+/// length at the same place names that one. Returns
+/// `VOXSHM_INVALID_ARGUMENT` for a reference that is not a published payload
+/// this registry holds (released already and not reused, or never
+/// published), or NULL; `VOXSHM_PEER_GONE` when the receiver went away
+/// holding it (it was reclaimed); `VOXSHM_UNSUPPORTED` without vox
+/// compatibility (a voxshm receiver releases its payloads itself);
+/// `VOXSHM_PROTOCOL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_release(
     registry: *const voxshm_registry,
