@@ -512,6 +512,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tests::hex;
 
     fn r(i: u64) -> Ref {
         Ref {
@@ -627,14 +628,6 @@ mod tests {
         // SAFETY: `at + n` lies inside the mapping (the callers' offsets
         // are the documented layout's); nothing writes it meanwhile.
         unsafe { std::slice::from_raw_parts(s.map.as_ptr().add(at), n) }.to_vec()
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     /// The layout of docs/protocol.md ("Segment layout"), byte for byte.
