@@ -3,14 +3,16 @@
 //! sender.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
 
 use crate::channel::Channel;
+use crate::conn::{Both, Conn};
 use crate::error::{Error, Result, Status};
 use crate::hub::{Guard, Hub, Spin, Unstarted};
-use crate::link::{Endpoint, Incoming, Link, Role};
+use crate::link::{Endpoint, Incoming, Link, Role, Roles};
 use crate::mappings::{Mappings, Retired};
 use crate::region::Limits;
 use crate::ring::Capacities;
@@ -108,7 +110,7 @@ const MAX_QUEUED_REFS: usize = 1 << 16;
 const MAX_RELEASES_BEFORE_HELLO: usize = 4096;
 
 /// Everything of the receiver but its link.
-struct Side {
+pub(crate) struct Side {
     vox_compat: bool,
     maps: Mappings,
     queue: VecDeque<Ref>,
@@ -127,14 +129,9 @@ struct Side {
     releases_dropped: u64,
 }
 
-struct State {
-    link: Link,
-    side: Side,
-}
-
 /// The receiver's attachments. `Send + Sync`.
 pub struct Attachments {
-    hub: Hub<State>,
+    hub: Arc<Hub<Conn>>,
     opts: AttachmentsOptions,
 }
 
@@ -174,8 +171,10 @@ impl Endpoint for Side {
                 // received: queued with the rest, a ring's worth at most (a
                 // sender that hung up but keeps writing its segment cannot
                 // hold this loop).
-                for _ in 0..link.ring_capacity() {
-                    let Some(r) = link.pop()? else { break };
+                for _ in 0..link.ring_capacity(Role::Receiver) {
+                    let Some(r) = link.pop(Role::Receiver)? else {
+                        break;
+                    };
                     self.refs_received += 1;
                     self.queue.push_back(r);
                 }
@@ -247,7 +246,7 @@ impl Side {
         }
         // The ring first; what does not fit goes over the socket.
         while let Some(r) = self.pending_release.last() {
-            if !matches!(link.push(r), Ok(true)) {
+            if !matches!(link.push(Role::Receiver, r), Ok(true)) {
                 break;
             }
             self.pending_release.pop();
@@ -331,6 +330,11 @@ impl Attachments {
         Unstarted::new(opts)
     }
 
+    /// Attachments over a started channel state (one-way or duplex).
+    pub(crate) fn from_hub(hub: Arc<Hub<Conn>>, opts: AttachmentsOptions) -> Attachments {
+        Attachments { hub, opts }
+    }
+
     pub fn fd(&self) -> i32 {
         self.hub.fd()
     }
@@ -343,16 +347,17 @@ impl Attachments {
     /// waking the other waiters when that changed anything. Sends pending
     /// releases first. `full`: read the socket; otherwise only if
     /// something may wait there (on the ring path, rarely).
-    fn pump(&self, g: &mut Guard<'_, State>, full: bool) -> Result<crate::link::Pumped> {
-        let State { link, side } = &mut g.s;
+    fn pump(&self, g: &mut Guard<'_, Conn>, full: bool) -> Result<crate::link::Pumped> {
+        let Conn { link, tx, rx: side } = &mut g.s;
         link.check_poisoned()?;
         if !side.pending_release.is_empty() || !side.pending_acks.is_empty() {
             side.flush(link);
         }
+        let mut both = Both::new(link.roles(), tx, side);
         let mut p = if full {
-            link.pump(side)?
+            link.pump(&mut both)?
         } else {
-            link.pump_if_due(side)?
+            link.pump_if_due(&mut both)?
         };
         // The sender's HELLO may have come with what was read: what waited
         // for it goes out now.
@@ -362,7 +367,7 @@ impl Attachments {
         // A send found the sender gone and nothing is left to read (a
         // datagram peer shows no hang-up): it is gone.
         if side.send_failed && !p.changed && side.wants_more() && link.mark_gone() {
-            side.peer_gone();
+            Both::new(link.roles(), tx, side).gone(link);
             p.changed = true;
         }
         if p.changed {
@@ -381,13 +386,13 @@ impl Attachments {
         let mut slept = false;
         loop {
             g.s.link.check_poisoned()?;
-            if g.s.side.queue.is_empty()
-                && let Some(r) = g.s.link.pop()?
+            if g.s.rx.queue.is_empty()
+                && let Some(r) = g.s.link.pop(Role::Receiver)?
             {
-                g.s.side.refs_received += 1;
+                g.s.rx.refs_received += 1;
                 return self.take_ring_ref(&mut g, r);
             }
-            let State { link, side } = &mut g.s;
+            let Conn { link, rx: side, .. } = &mut g.s;
             if let Some(r) = side.queue.pop_front() {
                 // On the channel a region's ATTACH always comes before any
                 // reference into it, so an unknown region is UNKNOWN_MAP
@@ -415,7 +420,7 @@ impl Attachments {
             slept = false;
             // Reading the socket can make the ring active (SEGMENT); the
             // ring itself was looked at above.
-            if !g.s.side.queue.is_empty() || (changed && g.s.link.ring_has_entries()?) {
+            if !g.s.rx.queue.is_empty() || (changed && g.s.link.ring_has_entries(Role::Receiver)?) {
                 continue;
             }
             if g.s.link.is_gone() {
@@ -428,7 +433,7 @@ impl Attachments {
             if deadline.get().expired() {
                 // A caller that polls the fd gets it readable when the next
                 // reference comes.
-                if self.hub.fd_watched() && !g.s.link.prepare_sleep()? {
+                if self.hub.fd_watched() && !g.s.link.prepare_sleep(Role::Receiver)? {
                     continue;
                 }
                 return Err(nothing());
@@ -436,13 +441,15 @@ impl Attachments {
             if changed {
                 continue;
             }
-            if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline.get()) {
+            if g.s.link.ring_active(Role::Receiver)
+                && spin.spinning(self.opts.spin_us, deadline.get())
+            {
                 drop(g);
                 spin.pause();
                 g = self.hub.lock();
                 continue;
             }
-            if !g.s.link.prepare_sleep()? {
+            if !g.s.link.prepare_sleep(Role::Receiver)? {
                 continue;
             }
             g = self.hub.wait(g, deadline.get())?;
@@ -454,10 +461,10 @@ impl Attachments {
     /// over the socket before it was pushed: an unknown region means the
     /// socket is read (until the region is known or nothing more is
     /// there), and still unknown after that, the sender broke the protocol.
-    fn take_ring_ref(&self, g: &mut Guard<'_, State>, r: Ref) -> Result<View> {
+    fn take_ring_ref(&self, g: &mut Guard<'_, Conn>, r: Ref) -> Result<View> {
         let mut reads = 0;
         loop {
-            let State { link, side } = &mut g.s;
+            let Conn { link, rx: side, .. } = &mut g.s;
             match side.maps.check(&r, false) {
                 Ok(p) => return Ok(side.take_view(r, p)),
                 Err(e) if e.status == Status::UnknownMap => {
@@ -469,7 +476,7 @@ impl Attachments {
                     // call (64 reads of up to 1024 messages each).
                     let more = reads < 64 && self.pump(g, true)?.changed;
                     reads += 1;
-                    let taken = g.s.side.queue.pop_front();
+                    let taken = g.s.rx.queue.pop_front();
                     debug_assert_eq!(taken, Some(r));
                     if !more {
                         let e = Error::new(
@@ -492,9 +499,9 @@ impl Attachments {
     }
 
     /// Checks `r` against the mappings (after the poisoning check).
-    fn check(st: &State, r: &Ref) -> Result<*const u8> {
+    fn check(st: &Conn, r: &Ref) -> Result<*const u8> {
         st.link.check_poisoned()?;
-        st.side.maps.check(r, st.link.is_gone())
+        st.rx.maps.check(r, st.link.is_gone())
     }
 
     /// Resolves a reference that came over a transport of the caller's
@@ -506,14 +513,14 @@ impl Attachments {
     pub fn resolve(&self, r: &Ref, timeout_ms: i64) -> Result<View> {
         let deadline = Deadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
-        g.s.side.out_of_band = true;
+        g.s.rx.out_of_band = true;
         loop {
             let e = match Self::check(&g.s, r) {
-                Ok(p) => return Ok(g.s.side.take_view(*r, p)),
+                Ok(p) => return Ok(g.s.rx.take_view(*r, p)),
                 Err(e) if e.status == Status::UnknownMap && !g.s.link.is_gone() => e,
                 Err(e) => return Err(e),
             };
-            if g.s.side.queue.len() >= MAX_QUEUED_REFS {
+            if g.s.rx.queue.len() >= MAX_QUEUED_REFS {
                 return Err(Error::new(
                     Status::ResourceExhausted,
                     format!(
@@ -524,7 +531,7 @@ impl Attachments {
             }
             let changed = self.pump(&mut g, true)?.changed;
             match Self::check(&g.s, r) {
-                Ok(p) => return Ok(g.s.side.take_view(*r, p)),
+                Ok(p) => return Ok(g.s.rx.take_view(*r, p)),
                 Err(e) if e.status == Status::UnknownMap && !g.s.link.is_gone() => {
                     if timeout_ms == 0 {
                         return Err(e);
@@ -552,7 +559,8 @@ impl Attachments {
     /// and sent by the next call, after waiting up to the send timeout).
     pub fn release(&self, v: &View) -> Result<()> {
         let mut g = self.hub.lock();
-        let State { link, side } = &mut g.s;
+        let Conn { link, tx, rx: side } = &mut g.s;
+        let roles = link.roles();
         let r = v.r;
         let gone = link.is_gone();
         let unmap_if_unviewed = || {
@@ -575,7 +583,7 @@ impl Attachments {
             // Releases wait for the sender's HELLO: it may be unread on the
             // socket (a caller that only resolves and releases reads it
             // nowhere else).
-            let _ = link.pump(side);
+            let _ = link.pump(&mut Both::new(roles, tx, side));
         }
         side.flush(link);
         // A full channel: wait for room while reading what the sender sends
@@ -600,7 +608,7 @@ impl Attachments {
                 break;
             }
             if p[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
-                && link.pump(side).is_err()
+                && link.pump(&mut Both::new(roles, tx, side)).is_err()
             {
                 // Poisoned: nothing more is read or sent on this channel.
                 break;
@@ -633,7 +641,7 @@ impl Attachments {
 
     pub fn stats(&self) -> AttachmentsStats {
         let g = self.hub.lock();
-        let (side, c) = (&g.s.side, g.s.link.counters());
+        let (side, c) = (&g.s.rx, g.s.link.counters());
         AttachmentsStats {
             mappings: side.maps.count() as u64,
             mapped_bytes: side.maps.mapped_bytes(),
@@ -658,7 +666,7 @@ impl Attachments {
             } else {
                 0
             },
-            ring: g.s.link.ring_active(),
+            ring: g.s.link.ring_active(Role::Receiver),
             wakeups_sent: g.s.link.wakes_sent(),
         }
     }
@@ -667,6 +675,43 @@ impl Attachments {
         let mut g = self.hub.lock();
         let _ = self.pump(&mut g, true);
         g.s.link.is_gone()
+    }
+}
+
+/// Says HELLO for a new receiving link (unless in vox compatibility
+/// mode). A HELLO that finds the socket full is said by a later call.
+pub(crate) fn say_hello(link: &mut Link, opts: &AttachmentsOptions) {
+    if opts.vox_compat {
+        return;
+    }
+    match link.try_say_hello() {
+        Ok(_) => {}
+        Err(e) if e.status == Status::PeerGone => {
+            link.mark_gone();
+        }
+        Err(e) => {
+            link.poison(e);
+        }
+    }
+}
+
+/// The receiver's side of a channel, as attachments with `opts` start it.
+pub(crate) fn new_side(opts: &AttachmentsOptions) -> Side {
+    Side {
+        vox_compat: opts.vox_compat,
+        maps: Mappings::new(opts.limits, opts.vox_compat),
+        // Room for a burst of references. Kept small on purpose: the
+        // ring walks through all of its capacity, so a large one would
+        // touch (and fault in) a new page every few hundred payloads.
+        queue: VecDeque::with_capacity(64),
+        pending_release: Vec::new(),
+        pending_acks: VecDeque::new(),
+        out_of_band: false,
+        live_views: 0,
+        refs_received: 0,
+        releases_sent: 0,
+        send_failed: false,
+        releases_dropped: 0,
     }
 }
 
@@ -681,39 +726,16 @@ impl Unstarted<AttachmentsOptions> {
             refs: 0,
             releases: 0,
         });
-        let mut link = Link::new(chan, Role::Receiver, ring, !opts.vox_compat);
-        if !opts.vox_compat {
-            match link.try_say_hello() {
-                Ok(_) => {}
-                Err(e) if e.status == Status::PeerGone => {
-                    link.mark_gone();
-                }
-                Err(e) => {
-                    link.poison(e);
-                }
-            }
-        }
+        let mut link = Link::new(chan, Roles::RECEIVER, ring, !opts.vox_compat);
+        say_hello(&mut link, &opts);
         let fd = link.fd();
         debug!(fd, "attachments created");
-        let side = Side {
-            vox_compat: opts.vox_compat,
-            maps: Mappings::new(opts.limits, opts.vox_compat),
-            // Room for a burst of references. Kept small on purpose: the
-            // ring walks through all of its capacity, so a large one would
-            // touch (and fault in) a new page every few hundred payloads.
-            queue: VecDeque::with_capacity(64),
-            pending_release: Vec::new(),
-            pending_acks: VecDeque::new(),
-            out_of_band: false,
-            live_views: 0,
-            refs_received: 0,
-            releases_sent: 0,
-            send_failed: false,
-            releases_dropped: 0,
+        let conn = Conn {
+            link,
+            // Unused: an attachments' link takes no message for a sender.
+            tx: crate::registry::new_side(&Default::default()),
+            rx: new_side(&opts),
         };
-        Attachments {
-            hub: Hub::new(self.wake, fd, State { link, side }),
-            opts,
-        }
+        Attachments::from_hub(Arc::new(Hub::new(self.wake, fd, conn)), opts)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod attachments;
 pub mod channel;
+mod conn;
 pub mod error;
 pub mod ffi;
 mod freelist;
@@ -22,6 +23,7 @@ pub mod wire;
 
 pub use attachments::{Attachments, AttachmentsOptions, AttachmentsStats, View};
 pub use channel::{Channel, Kind, Listener};
+pub use conn::duplex;
 pub use error::{Error, Result, Status};
 pub use region::Limits;
 pub use registry::{Allocation, Registry, RegistryOptions, RegistryStats};

@@ -19,7 +19,7 @@ use crate::ring::{Capacities, Segment};
 use crate::sys::Deadline;
 use crate::wire::{self, Attach, Ext, Ref};
 
-/// Which side of the protocol this end of the link speaks.
+/// One of the two roles a side of a link can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Sends regions and references (a registry).
@@ -28,25 +28,57 @@ pub enum Role {
     Receiver,
 }
 
-impl Role {
-    fn wire(self) -> u32 {
-        match self {
-            Role::Sender => wire::ROLE_SENDER,
-            Role::Receiver => wire::ROLE_RECEIVER,
+/// The roles one side of a link takes: a sender, a receiver, or both (a
+/// duplex channel, on which each side sends to the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub send: bool,
+    pub recv: bool,
+}
+
+/// cbindgen:ignore
+impl Roles {
+    pub const SENDER: Roles = Roles {
+        send: true,
+        recv: false,
+    };
+    pub const RECEIVER: Roles = Roles {
+        send: false,
+        recv: true,
+    };
+    pub const DUPLEX: Roles = Roles {
+        send: true,
+        recv: true,
+    };
+
+    /// The HELLO `role` field: a bitmask of `ROLE_SENDER` and
+    /// `ROLE_RECEIVER`.
+    pub fn wire(self) -> u32 {
+        (if self.send { wire::ROLE_SENDER } else { 0 })
+            | (if self.recv { wire::ROLE_RECEIVER } else { 0 })
+    }
+
+    /// The roles the peer must take: each role of one side meets the
+    /// other role on the other side.
+    pub fn peer(self) -> Roles {
+        Roles {
+            send: self.recv,
+            recv: self.send,
         }
     }
 
-    fn peer(self) -> Role {
-        match self {
-            Role::Sender => Role::Receiver,
-            Role::Receiver => Role::Sender,
+    pub fn has(self, role: Role) -> bool {
+        match role {
+            Role::Sender => self.send,
+            Role::Receiver => self.recv,
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Role::Sender => "sender",
-            Role::Receiver => "receiver",
+    pub fn name(self) -> &'static str {
+        match (self.send, self.recv) {
+            (true, false) => "sender",
+            (false, true) => "receiver",
+            _ => "duplex peer",
         }
     }
 }
@@ -124,13 +156,19 @@ const QUIET_READ_INTERVAL: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 struct Ring {
     /// This side announces the feature, with these capacities (a sender's
-    /// choice; a receiver takes what the sender made).
+    /// choice for the segment it makes; a receiver takes what the sender
+    /// made).
     wanted: Option<Capacities>,
     /// The peer's HELLO announced the feature.
     peer_has: bool,
-    /// The segment, once sent (sender) or received (receiver).
-    segment: Option<Segment>,
-    /// The sender could not make a segment: the socket path stays.
+    /// The segment this side's sender role made and sent: references out,
+    /// releases in.
+    out: Option<Segment>,
+    /// The segment the peer's sender made, received by this side's
+    /// receiver role: references in, releases out.
+    inp: Option<Segment>,
+    /// This side could not make a segment: its references stay on the
+    /// socket.
     unavailable: bool,
     /// The last read of the socket stopped before it was empty.
     socket_unread: bool,
@@ -143,7 +181,7 @@ struct Ring {
 #[derive(Debug)]
 pub struct Link {
     chan: Channel,
-    role: Role,
+    roles: Roles,
     state: State,
     counters: Counters,
     ring: Ring,
@@ -171,17 +209,18 @@ impl Link {
     /// A datagram socket shows no hang-up, and a peer's death is only seen
     /// when a send to it fails: with references in a ring nothing would be
     /// sent, so such a link keeps to the socket path.
-    pub fn new(chan: Channel, role: Role, ring: Option<Capacities>, extensions: bool) -> Link {
+    pub fn new(chan: Channel, roles: Roles, ring: Option<Capacities>, extensions: bool) -> Link {
         let ring = ring.filter(|_| chan.kind() == crate::channel::Kind::SeqPacket);
         Link {
             chan,
-            role,
+            roles,
             state: State::Quiet,
             counters: Counters::default(),
             ring: Ring {
                 wanted: ring,
                 peer_has: false,
-                segment: None,
+                out: None,
+                inp: None,
                 unavailable: false,
                 socket_unread: false,
                 quiet_checks: 0,
@@ -190,6 +229,11 @@ impl Link {
             },
             extensions,
         }
+    }
+
+    /// The roles this side takes.
+    pub fn roles(&self) -> Roles {
+        self.roles
     }
 
     /// The socket's fd, for poll/epoll.
@@ -235,7 +279,10 @@ impl Link {
         if self.is_gone() {
             return Err(Error::new(
                 Status::PeerGone,
-                format!("the {} closed the channel or died", self.role.peer().name()),
+                format!(
+                    "the {} closed the channel or died",
+                    self.roles.peer().name()
+                ),
             ));
         }
         Ok(())
@@ -244,7 +291,7 @@ impl Link {
     /// Poisons the link with `e` and returns it.
     pub fn poison(&mut self, e: Error) -> Error {
         if !self.is_poisoned() {
-            warn!(role = self.role.name(), reason = %e.message, "protocol error, channel poisoned");
+            warn!(role = self.roles.name(), reason = %e.message, "protocol error, channel poisoned");
             self.state = State::Poisoned(e.clone());
         }
         e
@@ -262,7 +309,12 @@ impl Link {
     fn count_sent(&mut self, n: usize) {
         self.counters.messages_sent += 1;
         self.counters.bytes_sent += n as u64;
-        if let Some(seg) = &mut self.ring.segment {
+        // Noted in both segments of a duplex link: the peer looks at
+        // whichever it has.
+        for seg in [&mut self.ring.out, &mut self.ring.inp]
+            .into_iter()
+            .flatten()
+        {
             seg.note_socket_message();
         }
     }
@@ -282,7 +334,7 @@ impl Link {
     fn hello(&self) -> Vec<u8> {
         Ext::Hello {
             version: wire::PROTOCOL_VERSION,
-            role: self.role.wire(),
+            role: self.roles.wire(),
             features: if self.ring.wanted.is_some() {
                 wire::FEATURE_RING
             } else {
@@ -302,7 +354,7 @@ impl Link {
 
     /// A sender answers the receiver's HELLO as soon as it has read it
     /// (the receiver sends nothing else before), without blocking: a full
-    /// socket is tried again by the next read.
+    /// socket is tried again by the next read. So does a duplex side.
     fn answer_hello(&mut self) {
         if self.owes_hello() {
             let _ = self.try_say_hello();
@@ -313,7 +365,7 @@ impl Link {
     /// (the socket was full): it must not sleep long without trying again,
     /// since the receiver sends nothing more until it has the answer.
     pub fn owes_hello(&self) -> bool {
-        self.role == Role::Sender && self.extensions && self.peer_said_hello() && !self.said_hello()
+        self.roles.send && self.extensions && self.peer_said_hello() && !self.said_hello()
     }
 
     /// Says HELLO now if it has not been said, without blocking.
@@ -391,7 +443,7 @@ impl Link {
         self.answer_hello();
         let mut out = Pumped::default();
         let mut budget = MAX_MESSAGES_PER_PUMP;
-        if self.ring.segment.is_some() {
+        if self.ring.out.is_some() || self.ring.inp.is_some() {
             self.ring.last_read = Instant::now();
             self.ring.quiet_checks = 0;
         }
@@ -414,7 +466,7 @@ impl Link {
                 None => {
                     self.state = State::Gone;
                     self.ring.socket_unread = false;
-                    debug!(role = self.role.name(), "peer gone");
+                    debug!(role = self.roles.name(), "peer gone");
                     Incoming::Gone
                 }
                 Some(m) => {
@@ -443,10 +495,10 @@ impl Link {
     /// Checks one message's shape and direction; HELLO is taken here.
     fn check(&mut self, mut m: Message) -> Result<Option<Incoming>> {
         let attach_shaped = m.bytes.len() == wire::ATTACH_LEN;
-        if self.role == Role::Receiver && m.fd_shortage && attach_shaped {
+        if self.roles.recv && m.fd_shortage && attach_shaped {
             return Ok(Some(Incoming::AttachLost(Attach::decode(&m.bytes)?)));
         }
-        if self.role == Role::Receiver
+        if self.roles.recv
             && m.fd_shortage
             && matches!(Ext::decode(&m.bytes), Ok(Ext::Segment { .. }))
         {
@@ -461,7 +513,7 @@ impl Link {
             return Err(protocol(format!(
                 "{}-byte message from the {} arrived truncated ({})",
                 m.bytes.len(),
-                self.role.peer().name(),
+                self.roles.peer().name(),
                 if m.ctrunc {
                     "MSG_CTRUNC: more fds than a message may carry"
                 } else {
@@ -471,7 +523,7 @@ impl Link {
         }
         if !attach_shaped
             && m.fds.len() == 1
-            && self.role == Role::Receiver
+            && self.roles.recv
             && let Ok(Ext::Segment {
                 segment_len,
                 refs_capacity,
@@ -487,9 +539,10 @@ impl Link {
             return Ok(None);
         }
         if attach_shaped || !m.fds.is_empty() {
-            if self.role == Role::Sender {
+            if !self.roles.recv {
                 return Err(protocol(format!(
-                    "receiver sent a {}-byte message with {} fd(s)",
+                    "{} sent a {}-byte message with {} fd(s)",
+                    self.roles.peer().name(),
                     m.bytes.len(),
                     m.fds.len()
                 )));
@@ -518,8 +571,8 @@ impl Link {
             Ext::Segment { .. } => {
                 return Err(protocol(format!(
                     "{} sent a SEGMENT message {}",
-                    self.role.peer().name(),
-                    if self.role == Role::Sender {
+                    self.roles.peer().name(),
+                    if !self.roles.recv {
                         "(only a sender makes the segment)"
                     } else {
                         "without exactly one fd"
@@ -529,11 +582,21 @@ impl Link {
             Ext::Ref(_) | Ext::Retire { .. } => true,
             Ext::Release(_) | Ext::RetireAck { .. } => false,
         };
-        if toward_receiver != (self.role == Role::Receiver) {
+        let to = if toward_receiver {
+            Role::Receiver
+        } else {
+            Role::Sender
+        };
+        if !self.roles.has(to) {
             return Err(protocol(format!(
-                "{} sent a {}-only message {msg:?}",
-                self.role.peer().name(),
-                self.role.name()
+                "{} sent {msg:?}, a message for a {}, to a {}",
+                self.roles.peer().name(),
+                if toward_receiver {
+                    "receiver"
+                } else {
+                    "sender"
+                },
+                self.roles.name()
             )));
         }
         Ok(Some(Incoming::Ext(msg)))
@@ -548,7 +611,7 @@ impl Link {
                 "sender sent a ring segment, but the ring path was not agreed in HELLO".into(),
             ));
         }
-        if self.ring.segment.is_some() {
+        if self.ring.inp.is_some() {
             return Err(protocol("sender sent a second ring segment".into()));
         }
         let seg = Segment::attach(fd)?;
@@ -573,20 +636,36 @@ impl Link {
         // sender, which otherwise reads its socket only on a new count.
         let mut seg = seg;
         seg.note_socket_message();
-        self.ring.segment = Some(seg);
+        self.ring.inp = Some(seg);
         Ok(())
     }
 
-    /// The ring path is in use (the segment was sent or received).
-    pub fn ring_active(&self) -> bool {
-        self.ring.segment.is_some()
+    fn segment(&mut self, role: Role) -> &mut Option<Segment> {
+        match role {
+            Role::Sender => &mut self.ring.out,
+            Role::Receiver => &mut self.ring.inp,
+        }
     }
 
-    /// Entries of the ring this side consumes (0 without a segment).
-    pub fn ring_capacity(&self) -> u64 {
-        self.ring.segment.as_ref().map_or(0, |seg| {
+    /// The ring path is in use for `role` (its segment was sent or
+    /// received).
+    pub fn ring_active(&self, role: Role) -> bool {
+        match role {
+            Role::Sender => self.ring.out.is_some(),
+            Role::Receiver => self.ring.inp.is_some(),
+        }
+    }
+
+    /// Entries of the ring `role` consumes (0 without a segment): releases
+    /// for a sender, references for a receiver.
+    pub fn ring_capacity(&self, role: Role) -> u64 {
+        let seg = match role {
+            Role::Sender => &self.ring.out,
+            Role::Receiver => &self.ring.inp,
+        };
+        seg.as_ref().map_or(0, |seg| {
             let c = seg.capacities();
-            u64::from(match self.role {
+            u64::from(match role {
                 Role::Sender => c.releases,
                 Role::Receiver => c.refs,
             })
@@ -606,10 +685,10 @@ impl Link {
         deadline: Deadline,
         mut drain: impl FnMut(&mut Link) -> Result<()>,
     ) -> Result<()> {
-        let agreed = self.role == Role::Sender
+        let agreed = self.roles.send
             && self.ring.peer_has
             && self.state == State::Ready
-            && self.ring.segment.is_none()
+            && self.ring.out.is_none()
             && !self.ring.unavailable;
         let Some(caps) = self.ring.wanted.filter(|_| agreed) else {
             return Ok(());
@@ -634,7 +713,7 @@ impl Link {
             releases = caps.releases,
             "ring segment sent"
         );
-        self.ring.segment = Some(seg);
+        self.ring.out = Some(seg);
         Ok(())
     }
 
@@ -644,10 +723,13 @@ impl Link {
     /// Otherwise makes no system call.
     pub fn pump_if_due(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
         self.check_poisoned()?;
-        let due = match &mut self.ring.segment {
-            None => true,
-            Some(seg) => {
-                self.ring.socket_unread || seg.peer_sent_on_socket() || {
+        let due = match (&mut self.ring.out, &mut self.ring.inp) {
+            (None, None) => true,
+            (out, inp) => {
+                // Both looked at: each remembers the count it saw.
+                let out_sent = out.as_mut().is_some_and(|s| s.peer_sent_on_socket());
+                let inp_sent = inp.as_mut().is_some_and(|s| s.peer_sent_on_socket());
+                self.ring.socket_unread || out_sent || inp_sent || {
                     self.ring.quiet_checks += 1;
                     self.ring
                         .quiet_checks
@@ -678,12 +760,12 @@ impl Link {
         }
     }
 
-    /// Pushes a reference (sender) or a release (receiver) into the ring
-    /// this side produces, waking the peer if it sleeps. `Ok(false)`: the
-    /// ring is full. A broken ring poisons the link.
-    pub fn push(&mut self, r: &Ref) -> Result<bool> {
+    /// Pushes a reference (`role` sender) or a release (receiver) into
+    /// the ring that role produces, waking the peer if it sleeps.
+    /// `Ok(false)`: the ring is full. A broken ring poisons the link.
+    pub fn push(&mut self, role: Role, r: &Ref) -> Result<bool> {
         self.check_poisoned()?;
-        let Some(seg) = &mut self.ring.segment else {
+        let Some(seg) = self.segment(role) else {
             return Ok(false);
         };
         match seg.push(r) {
@@ -698,11 +780,11 @@ impl Link {
         }
     }
 
-    /// Takes the next entry of the ring this side consumes (copied and
+    /// Takes the next entry of the ring `role` consumes (copied and
     /// checked for shape), waking the peer if it waits for room.
-    pub fn pop(&mut self) -> Result<Option<Ref>> {
+    pub fn pop(&mut self, role: Role) -> Result<Option<Ref>> {
         self.check_poisoned()?;
-        let Some(seg) = &mut self.ring.segment else {
+        let Some(seg) = self.segment(role) else {
             return Ok(None);
         };
         match seg.pop() {
@@ -717,39 +799,45 @@ impl Link {
         }
     }
 
-    /// Whether the ring this side consumes has an entry waiting.
-    pub fn ring_has_entries(&mut self) -> Result<bool> {
-        let Some(seg) = &mut self.ring.segment else {
+    /// Whether the ring `role` consumes has an entry waiting.
+    pub fn ring_has_entries(&mut self, role: Role) -> Result<bool> {
+        let Some(seg) = self.segment(role) else {
             return Ok(false);
         };
         seg.has_entries().map_err(|e| self.ring_error(e))
     }
 
-    /// Before sleeping for entries: announces it in the segment, then looks
+    /// Before `role` sleeps for entries: announces it in the segment, then looks
     /// again. True: still nothing, sleep (the peer sends a wake-up with its
     /// next entry); false: something came. Without a ring: true.
-    pub fn prepare_sleep(&mut self) -> Result<bool> {
-        let Some(seg) = &mut self.ring.segment else {
+    pub fn prepare_sleep(&mut self, role: Role) -> Result<bool> {
+        let Some(seg) = self.segment(role) else {
             return Ok(true);
         };
         seg.prepare_sleep().map_err(|e| self.ring_error(e))
     }
 
-    /// Before sleeping for room in the ring this side produces: announces
+    /// Before sleeping for room in the ring `role` produces: announces
     /// it, then looks again. True: still full, sleep.
-    pub fn prepare_wait_for_room(&mut self) -> Result<bool> {
-        let Some(seg) = &mut self.ring.segment else {
+    pub fn prepare_wait_for_room(&mut self, role: Role) -> Result<bool> {
+        let Some(seg) = self.segment(role) else {
             return Ok(true);
         };
         seg.prepare_wait_for_room().map_err(|e| self.ring_error(e))
     }
 
     fn peer_hello(&mut self, version: u32, role: u32, features: u64) -> Result<()> {
-        let want = self.role.peer();
+        let want = self.roles.peer();
         if role != want.wire() {
             return Err(protocol(format!(
-                "HELLO with role {role}: the peer is not a {}",
-                want.name()
+                "HELLO with role {role}: the peer is not a {} (role {}){}",
+                want.name(),
+                want.wire(),
+                if role == wire::ROLE_SENDER | wire::ROLE_RECEIVER || want == Roles::DUPLEX {
+                    ": a duplex channel needs duplex on both sides"
+                } else {
+                    ""
+                }
             )));
         }
         if version != wire::PROTOCOL_VERSION {

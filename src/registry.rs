@@ -4,14 +4,16 @@
 //! into the pool and retires idle regions once the receiver acknowledged.
 
 use crate::hash::FastMap;
+use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
 use tracing::{debug, info, warn};
 
 use crate::channel::Channel;
+use crate::conn::{Both, Conn};
 use crate::error::{Error, Result, Status};
 use crate::hub::{Guard, Hub, Spin, Unstarted};
-use crate::link::{Endpoint, Incoming, Link, Role};
+use crate::link::{Endpoint, Incoming, Link, Role, Roles};
 use crate::pool::{Pool, PoolOptions};
 use crate::region::RegionSpec;
 use crate::ring::{self, Capacities};
@@ -172,7 +174,7 @@ struct Lease {
 }
 
 /// Everything of the sender but its link.
-struct Side {
+pub(crate) struct Side {
     opts: RegistryOptions,
     pool: Pool,
     /// Space handed out, by `(map_id, map_offset)`: allocations not yet
@@ -195,15 +197,10 @@ struct Side {
     payload_bytes_published: u64,
 }
 
-struct State {
-    link: Link,
-    side: Side,
-}
-
 /// The sender's registry. `Send + Sync`: every method may be called from
 /// any thread.
 pub struct Registry {
-    hub: Hub<State>,
+    hub: Arc<Hub<Conn>>,
     opts: RegistryOptions,
 }
 
@@ -276,12 +273,12 @@ impl Side {
     /// Applies the releases waiting in the ring (at most one ring's worth,
     /// so a peer that keeps pushing cannot hold this call). True if any.
     fn take_releases(&mut self, link: &mut Link) -> Result<bool> {
-        if !link.ring_active() {
+        if !link.ring_active(Role::Sender) {
             return Ok(false);
         }
         let mut n = 0;
         while n < self.opts.ring_capacity {
-            match link.pop()? {
+            match link.pop(Role::Sender)? {
                 Some(r) => self.release(&r),
                 None => break,
             }
@@ -529,6 +526,11 @@ impl Registry {
         Unstarted::new(opts.checked()?)
     }
 
+    /// A registry over a started channel state (one-way or duplex).
+    pub(crate) fn from_hub(hub: Arc<Hub<Conn>>, opts: RegistryOptions) -> Registry {
+        Registry { hub, opts }
+    }
+
     pub fn options(&self) -> &RegistryOptions {
         &self.opts
     }
@@ -542,18 +544,19 @@ impl Registry {
     /// waiters when that changed anything: the releases in the ring, then
     /// the socket (`full`: read it; otherwise only if something may wait
     /// there, which on the ring path is rarely: no system call).
-    fn pump(&self, g: &mut Guard<'_, State>, full: bool) -> Result<bool> {
+    fn pump(&self, g: &mut Guard<'_, Conn>, full: bool) -> Result<bool> {
         self.pump_with(g, full, true)
     }
 
     /// `pump`, taking the ring's releases only if `releases` says so.
-    fn pump_with(&self, g: &mut Guard<'_, State>, full: bool, releases: bool) -> Result<bool> {
-        let State { link, side } = &mut g.s;
+    fn pump_with(&self, g: &mut Guard<'_, Conn>, full: bool, releases: bool) -> Result<bool> {
+        let Conn { link, tx: side, rx } = &mut g.s;
         let mut changed = releases && side.take_releases(link)?;
+        let mut both = Both::new(link.roles(), side, rx);
         changed |= if full {
-            link.pump(side)?
+            link.pump(&mut both)?
         } else {
-            link.pump_if_due(side)?
+            link.pump_if_due(&mut both)?
         }
         .changed;
         if changed {
@@ -569,20 +572,20 @@ impl Registry {
     /// and sleeps. Returns whether it slept (the socket should be read).
     fn wait<'a>(
         &'a self,
-        mut g: Guard<'a, State>,
+        mut g: Guard<'a, Conn>,
         deadline: Deadline,
         spin: &mut Spin,
         for_room: bool,
-    ) -> Result<(Guard<'a, State>, bool)> {
-        if g.s.link.ring_active() && spin.spinning(self.opts.spin_us, deadline) {
+    ) -> Result<(Guard<'a, Conn>, bool)> {
+        if g.s.link.ring_active(Role::Sender) && spin.spinning(self.opts.spin_us, deadline) {
             drop(g);
             spin.pause();
             return Ok((self.hub.lock(), false));
         }
         let sleep = if for_room {
-            g.s.link.prepare_wait_for_room()?
+            g.s.link.prepare_wait_for_room(Role::Sender)?
         } else {
-            g.s.link.prepare_sleep()?
+            g.s.link.prepare_sleep(Role::Sender)?
         };
         if !sleep {
             return Ok((g, false));
@@ -600,42 +603,45 @@ impl Registry {
     /// Sends one message, waiting up to `deadline` for room in the channel
     /// while applying whatever the receiver sends meanwhile.
     fn send_blocking(
-        st: &mut State,
+        st: &mut Conn,
         bytes: &[u8],
         fd: Option<i32>,
         with_hello: bool,
         deadline: Deadline,
     ) -> Result<()> {
-        let State { link, side } = st;
-        let drain = |l: &mut Link| l.pump(side).map(|_| ());
+        let Conn { link, tx, rx } = st;
+        let mut both = Both::new(link.roles(), tx, rx);
+        let drain = |l: &mut Link| l.pump(&mut both).map(|_| ());
         let r = link.send_blocking(bytes, fd, with_hello, deadline, drain);
         Self::sent(st, r)
     }
 
     /// Makes the ring segment and sends it, as `send_blocking` sends.
-    fn start_ring(st: &mut State, deadline: Deadline) -> Result<()> {
-        let State { link, side } = st;
-        let r = link.start_ring(deadline, |l| l.pump(side).map(|_| ()));
+    fn start_ring(st: &mut Conn, deadline: Deadline) -> Result<()> {
+        let Conn { link, tx, rx } = st;
+        let mut both = Both::new(link.roles(), tx, rx);
+        let r = link.start_ring(deadline, |l| l.pump(&mut both).map(|_| ()));
         Self::sent(st, r)
     }
 
     /// After a send: one that found the receiver gone (`EPIPE`) applies
     /// what the receiver sent before it went (releases are still queued),
     /// then reclaims the rest. Returns `r`.
-    fn sent(st: &mut State, r: Result<()>) -> Result<()> {
-        let State { link, side } = st;
+    fn sent(st: &mut Conn, r: Result<()>) -> Result<()> {
+        let Conn { link, tx, rx } = st;
+        let mut both = Both::new(link.roles(), tx, rx);
         if let Err(e) = &r
             && e.status == Status::PeerGone
         {
             while !link.is_gone() {
-                match link.pump(side) {
+                match link.pump(&mut both) {
                     Ok(p) if p.changed => {}
                     _ => break,
                 }
             }
             // A datagram peer shows no hang-up to read.
             if link.mark_gone() {
-                side.peer_gone(link);
+                both.gone(link);
             }
         }
         r
@@ -655,7 +661,7 @@ impl Registry {
         }
         let mut deadline = LazyDeadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
-        let (need, region_len) = g.s.side.pool.sizes_for(len)?;
+        let (need, region_len) = g.s.tx.pool.sizes_for(len)?;
         let mut spin = Spin::default();
         let mut slept = false;
         // The ring's releases are taken in batches (`releases_due`), or at
@@ -665,10 +671,10 @@ impl Registry {
         let mut looks = 0;
         loop {
             g.s.link.check_usable()?;
-            let releases = eager || slept || g.s.side.releases_due(need);
+            let releases = eager || slept || g.s.tx.releases_due(need);
             self.pump_with(&mut g, slept, releases)?;
             g.s.link.check_usable()?;
-            let (live, leased) = (g.s.side.live_leases, g.s.side.leased_bytes);
+            let (live, leased) = (g.s.tx.live_leases, g.s.tx.leased_bytes);
             let limit = self.opts.max_in_flight_bytes;
             let queue_full = limit > 0 && live > 0 && leased + need > limit;
             if queue_full && !eager {
@@ -694,14 +700,14 @@ impl Registry {
                 (g, slept) = self.wait(g, deadline.get(), &mut spin, false)?;
                 continue;
             }
-            if let Some(a) = g.s.side.take(need) {
+            if let Some(a) = g.s.tx.take(need) {
                 return Ok(a);
             }
             if !eager {
                 eager = true;
                 continue;
             }
-            if g.s.side.pool.can_grow(region_len) {
+            if g.s.tx.pool.can_grow(region_len) {
                 let r = self.new_region(&mut g.s, region_len, need);
                 // Sending the ATTACH may have applied releases that other
                 // threads are waiting for.
@@ -709,12 +715,12 @@ impl Registry {
                 return r;
             }
             // Idle regions too small for this payload may be in the way.
-            if g.s.side.pool.fits_without_idle(region_len) {
-                let State { link, side } = &mut g.s;
+            if g.s.tx.pool.fits_without_idle(region_len) {
+                let Conn { link, tx: side, .. } = &mut g.s;
                 side.retire_idle(link, 0);
             }
             if deadline.get().expired() && self.arm(&mut g, false, &mut looks)? {
-                let side = &g.s.side;
+                let side = &g.s.tx;
                 return Err(not_yet(
                     Status::NoSpace,
                     timeout_ms,
@@ -739,8 +745,8 @@ impl Registry {
 
     /// Creates a region, announces it (ATTACH with its fd) and takes the
     /// allocation from it.
-    fn new_region(&self, st: &mut State, len: u64, need: u64) -> Result<Allocation> {
-        let (map_id, map_generation, fd) = st.side.pool.create(len)?;
+    fn new_region(&self, st: &mut Conn, len: u64, need: u64) -> Result<Allocation> {
+        let (map_id, map_generation, fd) = st.tx.pool.create(len)?;
         let attach = Attach {
             map_id,
             map_generation,
@@ -749,12 +755,12 @@ impl Registry {
         .encode();
         let deadline = Deadline::after_ms(self.opts.send_timeout_ms);
         if let Err(e) = Self::send_blocking(st, &attach, Some(fd), false, deadline) {
-            st.side.pool.discard(map_id);
+            st.tx.pool.discard(map_id);
             return Err(e);
         }
         debug!(map_id, map_generation, "ATTACH sent");
         Ok(st
-            .side
+            .tx
             .take(need)
             .expect("a fresh region holds the allocation"))
     }
@@ -766,7 +772,7 @@ impl Registry {
         let mut g = self.hub.lock();
         self.pump(&mut g, false)?;
         g.s.link.check_usable()?;
-        let side = &mut g.s.side;
+        let side = &mut g.s.tx;
         let r = side.check_publish(a, len)?;
         side.mark_published(a, &r)?;
         fence(Ordering::Release);
@@ -793,7 +799,7 @@ impl Registry {
         });
         let mut g = self.hub.lock();
         // Argument errors come before any waiting.
-        let mut r = g.s.side.check_publish(a, len)?;
+        let mut r = g.s.tx.check_publish(a, len)?;
         loop {
             // Once the receiver has said HELLO there is nothing to read
             // first: alloc applied the releases, and a receiver that has
@@ -814,9 +820,9 @@ impl Registry {
             }
             g = self.hub.wait(g, deadline.get())?;
             // Another thread may have published or aborted it meanwhile.
-            r = g.s.side.check_publish(a, len)?;
+            r = g.s.tx.check_publish(a, len)?;
         }
-        if !g.s.link.ring_active() {
+        if !g.s.link.ring_active(Role::Sender) {
             let started = Self::start_ring(&mut g.s, deadline.get());
             // Threads that went to sleep before there was a segment
             // announced nothing in it: they look again, and announce it now
@@ -824,7 +830,7 @@ impl Registry {
             self.hub.notify(&g);
             started?;
         }
-        if g.s.link.ring_active() {
+        if g.s.link.ring_active(Role::Sender) {
             return self.push_ref(g, a, len, deadline);
         }
         let r = Self::send_ref(&mut g.s, a, &r, deadline.get());
@@ -840,7 +846,7 @@ impl Registry {
     /// receiver sleeps or the ring is full.
     fn push_ref<'a>(
         &'a self,
-        mut g: Guard<'a, State>,
+        mut g: Guard<'a, Conn>,
         a: &Allocation,
         len: u64,
         mut deadline: LazyDeadline,
@@ -850,8 +856,8 @@ impl Registry {
         loop {
             // Checked again after each wait: another thread may have
             // published or aborted it meanwhile.
-            let State { link, side } = &mut g.s;
-            if side.publish_via(a, len, |r| link.push(r))? {
+            let Conn { link, tx: side, .. } = &mut g.s;
+            if side.publish_via(a, len, |r| link.push(Role::Sender, r))? {
                 return Ok(());
             }
             if deadline.get().expired() && !self.arm(&mut g, true, &mut looks)? {
@@ -877,20 +883,20 @@ impl Registry {
     /// The part of `send` after the HELLO exchange: publishes and sends the
     /// reference `r` (which `check_publish` returned for `a` under this
     /// lock); on failure the allocation is still the caller's.
-    fn send_ref(st: &mut State, a: &Allocation, r: &Ref, deadline: Deadline) -> Result<()> {
+    fn send_ref(st: &mut Conn, a: &Allocation, r: &Ref, deadline: Deadline) -> Result<()> {
         fence(Ordering::Release);
         // The lease is marked published only once the REF is out: if the
         // send fails (also when it finds the receiver gone, which reclaims
         // every published lease) the allocation is still the caller's.
         Self::send_blocking(st, &Ext::Ref(*r).encode(), None, true, deadline)?;
         // Nothing the drain above applied can touch an unpublished lease.
-        st.side.mark_published(a, r)
+        st.tx.mark_published(a, r)
     }
 
     /// Gives back an allocation that was never published.
     pub fn abort(&self, a: &Allocation) -> Result<()> {
         let mut g = self.hub.lock();
-        let State { link, side } = &mut g.s;
+        let Conn { link, tx: side, .. } = &mut g.s;
         side.lease_mut(a)?;
         if let Some(l) = side.leases.remove(&(a.map_id, a.map_offset)) {
             side.pool.give_back(a.map_id, a.map_offset, l.len);
@@ -918,7 +924,7 @@ impl Registry {
         }
         g.s.link.check_usable()?;
         // Retirements that found the channel full are retried here.
-        let State { link, side } = &mut g.s;
+        let Conn { link, tx: side, .. } = &mut g.s;
         side.retire_idle(link, side.pool.keep_warm());
         Ok(())
     }
@@ -940,7 +946,7 @@ impl Registry {
         }
         let mut g = self.hub.lock();
         self.pump(&mut g, false)?;
-        let State { link, side } = &mut g.s;
+        let Conn { link, tx: side, .. } = &mut g.s;
         link.check_poisoned()?;
         if side.reclaimed.contains(r) {
             return Err(Error::new(
@@ -976,7 +982,7 @@ impl Registry {
         loop {
             let read = slept || (deadline.expired() && self.hub.fd_watched());
             self.pump(&mut g, read)?;
-            let State { link, side } = &mut g.s;
+            let Conn { link, tx: side, .. } = &mut g.s;
             side.retire_idle(link, side.pool.keep_warm());
             if side.live_leases == 0 && side.pool.retiring() == 0 {
                 if side.lost_leases > 0 {
@@ -995,7 +1001,7 @@ impl Registry {
                 continue;
             }
             if deadline.expired() {
-                let side = &g.s.side;
+                let side = &g.s.tx;
                 let retiring = side.pool.retiring();
                 return Err(if side.live_leases > 0 {
                     not_yet(
@@ -1032,15 +1038,15 @@ impl Registry {
     /// ring), so the fd becomes readable then. False: what the call waits
     /// for came meanwhile, look again (at most a few times: a receiver
     /// that keeps pushing cannot hold the call).
-    fn arm(&self, g: &mut Guard<'_, State>, room: bool, looks: &mut u32) -> Result<bool> {
+    fn arm(&self, g: &mut Guard<'_, Conn>, room: bool, looks: &mut u32) -> Result<bool> {
         if !self.hub.fd_watched() || *looks >= 16 {
             return Ok(true);
         }
         *looks += 1;
         let nothing = if room {
-            g.s.link.prepare_wait_for_room()?
+            g.s.link.prepare_wait_for_room(Role::Sender)?
         } else {
-            g.s.link.prepare_sleep()?
+            g.s.link.prepare_sleep(Role::Sender)?
         };
         Ok(nothing)
     }
@@ -1059,7 +1065,7 @@ impl Registry {
         let mut looks = 0;
         loop {
             self.pump(&mut g, slept)?;
-            let side = &g.s.side;
+            let side = &g.s.tx;
             if side.reclaimed.contains(r) {
                 return Err(Error::new(
                     Status::PeerGone,
@@ -1087,7 +1093,7 @@ impl Registry {
 
     pub fn stats(&self) -> RegistryStats {
         let g = self.hub.lock();
-        let (side, c) = (&g.s.side, g.s.link.counters());
+        let (side, c) = (&g.s.tx, g.s.link.counters());
         RegistryStats {
             regions: side.pool.regions() as u64,
             mapped_bytes: side.pool.total_bytes(),
@@ -1109,7 +1115,7 @@ impl Registry {
                 0
             },
             ignored_releases: side.ignored_releases,
-            ring: g.s.link.ring_active(),
+            ring: g.s.link.ring_active(Role::Sender),
             wakeups_sent: g.s.link.wakes_sent(),
         }
     }
@@ -1139,53 +1145,69 @@ fn not_yet(
     }
 }
 
+/// The ring capacities a registry with `opts` offers, if it offers the ring.
+pub(crate) fn ring_capacities(opts: &RegistryOptions) -> Option<Capacities> {
+    (opts.ring && !opts.vox_compat).then_some(Capacities {
+        refs: opts.ring_capacity,
+        releases: opts.ring_capacity,
+    })
+}
+
+/// The sender's side of a channel, as a registry with `opts` starts it.
+pub(crate) fn new_side(opts: &RegistryOptions) -> Side {
+    let pool = Pool::new(PoolOptions {
+        region_size: opts.region_size,
+        budget: opts.budget,
+        keep_warm: opts.keep_warm,
+        spec: RegionSpec {
+            future_write: !opts.vox_compat,
+            force_tempfile: opts.force_tempfile,
+        },
+    });
+    Side {
+        opts: opts.clone(),
+        pool,
+        leases: FastMap::default(),
+        next_token: 1,
+        allocations: 0,
+        live_leases: 0,
+        leased_bytes: 0,
+        lost_leases: 0,
+        reclaimed: Default::default(),
+        ignored_releases: 0,
+        allocs_since_releases: 0,
+        bytes_since_releases: 0,
+        payloads_published: 0,
+        payload_bytes_published: 0,
+    }
+}
+
 impl Unstarted<RegistryOptions> {
     /// Takes the socket and starts the registry; cannot fail.
     pub fn start(self, chan: Channel) -> Registry {
         let opts = self.opts;
-        let pool = Pool::new(PoolOptions {
-            region_size: opts.region_size,
-            budget: opts.budget,
-            keep_warm: opts.keep_warm,
-            spec: RegionSpec {
-                future_write: !opts.vox_compat,
-                force_tempfile: opts.force_tempfile,
-            },
-        });
-        let ring = (opts.ring && !opts.vox_compat).then_some(Capacities {
-            refs: opts.ring_capacity,
-            releases: opts.ring_capacity,
-        });
-        let link = Link::new(chan, Role::Sender, ring, !opts.vox_compat);
+        let link = Link::new(
+            chan,
+            Roles::SENDER,
+            ring_capacities(&opts),
+            !opts.vox_compat,
+        );
         let fd = link.fd();
         debug!(fd, ?opts, "registry created");
-        let side = Side {
-            opts: opts.clone(),
-            pool,
-            leases: FastMap::default(),
-            next_token: 1,
-            allocations: 0,
-            live_leases: 0,
-            leased_bytes: 0,
-            lost_leases: 0,
-            reclaimed: Default::default(),
-            ignored_releases: 0,
-            allocs_since_releases: 0,
-            bytes_since_releases: 0,
-            payloads_published: 0,
-            payload_bytes_published: 0,
+        let conn = Conn {
+            link,
+            tx: new_side(&opts),
+            // Unused: a registry's link takes no message for a receiver.
+            rx: crate::attachments::new_side(&Default::default()),
         };
-        Registry {
-            hub: Hub::new(self.wake, fd, State { link, side }),
-            opts,
-        }
+        Registry::from_hub(Arc::new(Hub::new(self.wake, fd, conn)), opts)
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
         let g = self.hub.lock();
-        debug!(regions = g.s.side.pool.regions(), "registry freed");
+        debug!(regions = g.s.tx.pool.regions(), "registry freed");
     }
 }
 
