@@ -192,8 +192,38 @@ static void timeouts() {
   close(fds[1]);
 }
 
+// A duplex channel in one process: each side sends to the other over one
+// socket; the handles are separate objects, moved and destroyed on their
+// own.
+static void duplex() {
+  auto fds = voxshm::channel_pair();
+  voxshm::duplex a = voxshm::duplex::create(fds.first);
+  voxshm::duplex b = voxshm::duplex::create(fds.second);
+  EXPECT(a.reg.fd() == a.att.fd());
+  for (std::uint32_t i = 0; i < 100; i++) {
+    std::size_t len = 1 + (i * 7919u) % 100000u;
+    voxshm::duplex& from = i % 2 ? a : b;
+    voxshm::duplex& to = i % 2 ? b : a;
+    voxshm::allocation x = from.reg.alloc(len, 1000);
+    fill(x.data(), len, i);
+    from.reg.send(std::move(x), len, 1000);
+    voxshm::view v = to.att.recv(1000);
+    EXPECT(v.size() == len && same(v.data(), len, i));
+  }
+  voxshm::registry moved = std::move(a.reg);
+  EXPECT(!a.reg && moved);
+  EXPECT(moved.wait_idle(5000));
+  EXPECT(b.reg.wait_idle(5000));
+  // A one-way peer is refused: duplex needs duplex on both sides.
+  auto fds2 = voxshm::channel_pair();
+  voxshm::duplex d = voxshm::duplex::create(fds2.first);
+  voxshm::registry one_way(fds2.second);
+  EXPECT(status_of([&] { one_way.wait_idle(1000); }) == VOXSHM_PROTOCOL);
+}
+
 int main() {
   EXPECT(voxshm::version() == voxshm_version());
+  duplex();
   timeouts();
   in_process();
   across_processes();

@@ -859,8 +859,9 @@ enum voxshm_status voxshm_attachments_new(int fd, const struct voxshm_attachment
 /**
  * Frees the handle: closes the channel (the sender sees the receiver go
  * and reclaims everything it leased) and unmaps every region. Every view
- * from it becomes invalid. NULL is a no-op. No other thread may be using
- * the handle.
+ * from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`), the
+ * channel is closed and the regions unmapped when its registry is freed
+ * too. NULL is a no-op. No other thread may be using the handle.
  */
 void voxshm_attachments_free(struct voxshm_attachments *attachments);
 
@@ -1071,6 +1072,35 @@ const char *voxshm_last_error(void);
 enum voxshm_status voxshm_set_log_callback(voxshm_log_fn callback, void *user_data, int max_level);
 
 /**
+ * Makes both handles of a duplex channel over the connected socket `fd`:
+ * a registry that sends to the peer and an attachments that receives
+ * from it, on the one socket. The peer makes a duplex channel too (a
+ * one-way peer is refused with `VOXSHM_PROTOCOL`). Each handle is used
+ * with the usual registry and attachments functions, from any thread,
+ * and freed with its own `*_free`; the channel closes when both are
+ * freed. Both handles return the same fd: when it is readable, call
+ * `voxshm_attachments_recv` until `VOXSHM_TIMEOUT` and
+ * `voxshm_registry_poll`. Both handles' message counters count the
+ * channel's messages.
+ *
+ * `registry_options` and `attachments_options` may be NULL for the
+ * defaults. `VOXSHM_REGISTRY_VOX_COMPAT` and
+ * `VOXSHM_ATTACHMENTS_VOX_COMPAT` must be set in both or in neither: with
+ * them the channel talks to a vox-shm peer, which sends and receives on
+ * one end of a datagram socket pair, and sends nothing but ATTACHes.
+ * Without them the ring path runs in each direction (unless either
+ * options turn it off), with the registry's `ring_capacity`.
+ *
+ * On success the handles own `fd` and `*out_registry`,
+ * `*out_attachments` are written; on failure neither is, and `fd` is still
+ * the caller's. Returns `VOXSHM_INVALID_ARGUMENT` (NULL or identical
+ * outs, fd not an `AF_UNIX` `SOCK_SEQPACKET`/`SOCK_DGRAM` socket, bad
+ * options, vox compatibility in one options only), `VOXSHM_TIMEOUT` (no
+ * room in the channel for HELLO), `VOXSHM_RESOURCE_EXHAUSTED`.
+ */
+enum voxshm_status voxshm_duplex_new(int fd, const struct voxshm_registry_options *registry_options, const struct voxshm_attachments_options *attachments_options, struct voxshm_registry **out_registry, struct voxshm_attachments **out_attachments);
+
+/**
  * Encodes `ref` as the 32-byte vox MMAP_REF frame into `out` (32 writable
  * bytes), to carry over a transport of the caller's own.
  * Returns `VOXSHM_INVALID_ARGUMENT` for NULL pointers.
@@ -1104,8 +1134,9 @@ enum voxshm_status voxshm_registry_new(int fd, const struct voxshm_registry_opti
 /**
  * Frees the registry: closes its channel (the receiver sees the sender
  * go) and its regions. Allocations from it become invalid; views the
- * receiver holds stay readable. NULL is a no-op. No other thread may be
- * using the registry.
+ * receiver holds stay readable. Of a duplex channel (`voxshm_duplex_new`),
+ * the channel and regions are closed when its attachments are freed too.
+ * NULL is a no-op. No other thread may be using the registry.
  */
 void voxshm_registry_free(struct voxshm_registry *registry);
 

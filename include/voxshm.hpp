@@ -228,6 +228,12 @@ class registry {
   static registry create(int fd, const voxshm_registry_options* options = nullptr) {
     return registry(fd, options);
   }
+  /** Takes ownership of a handle made by the C API (may be null). */
+  static registry adopt(voxshm_registry* r) noexcept {
+    registry out;
+    out.r_ = r;
+    return out;
+  }
   registry(registry&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
   registry& operator=(registry&& o) noexcept {
     if (this != &o) {
@@ -383,6 +389,12 @@ class attachments {
   static attachments create(int fd, const voxshm_attachments_options* options = nullptr) {
     return attachments(fd, options);
   }
+  /** Takes ownership of a handle made by the C API (may be null). */
+  static attachments adopt(voxshm_attachments* a) noexcept {
+    attachments out;
+    out.a_ = a;
+    return out;
+  }
   attachments(attachments&& o) noexcept : a_(std::exchange(o.a_, nullptr)) {}
   attachments& operator=(attachments&& o) noexcept {
     if (this != &o) {
@@ -441,6 +453,28 @@ class attachments {
 
  private:
   voxshm_attachments* a_ = nullptr;
+};
+
+/**
+ * Both handles of a duplex channel: `reg` sends to the peer, `att`
+ * receives from it, over one socket (see voxshm_duplex_new). Each may be
+ * moved and destroyed on its own; the channel closes when both are gone.
+ */
+struct duplex {
+  registry reg;
+  attachments att;
+
+  /**
+   * Takes ownership of the connected socket `fd` (on success only: if this
+   * throws, fd is still the caller's). Options may be null for defaults.
+   */
+  static duplex create(int fd, const voxshm_registry_options* registry_options = nullptr,
+                       const voxshm_attachments_options* attachments_options = nullptr) {
+    voxshm_registry* r = nullptr;
+    voxshm_attachments* a = nullptr;
+    detail::check(voxshm_duplex_new(fd, registry_options, attachments_options, &r, &a));
+    return duplex{registry::adopt(r), attachments::adopt(a)};
+  }
 };
 
 }  // namespace voxshm

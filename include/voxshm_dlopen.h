@@ -70,6 +70,8 @@ typedef const char * (*voxshm_status_name_fn)(int status);
 typedef const char * (*voxshm_last_error_fn)(void);
 /** The type of `voxshm_set_log_callback`. */
 typedef enum voxshm_status (*voxshm_set_log_callback_fn)(voxshm_log_fn callback, void *user_data, int max_level);
+/** The type of `voxshm_duplex_new`. */
+typedef enum voxshm_status (*voxshm_duplex_new_fn)(int fd, const struct voxshm_registry_options *registry_options, const struct voxshm_attachments_options *attachments_options, struct voxshm_registry **out_registry, struct voxshm_attachments **out_attachments);
 /** The type of `voxshm_ref_encode`. */
 typedef enum voxshm_status (*voxshm_ref_encode_fn)(const struct voxshm_ref *reference, uint8_t *out_frame);
 /** The type of `voxshm_ref_decode`. */
@@ -131,6 +133,7 @@ typedef struct voxshm_api {
   voxshm_status_name_fn status_name;
   voxshm_last_error_fn last_error;
   voxshm_set_log_callback_fn set_log_callback;
+  voxshm_duplex_new_fn duplex_new;
   voxshm_ref_encode_fn ref_encode;
   voxshm_ref_decode_fn ref_decode;
   voxshm_registry_options_init_fn registry_options_init;
@@ -238,6 +241,9 @@ static inline const char *voxshm_api_load(void *lib, voxshm_api *api) {
   sym = dlsym(lib, "voxshm_set_log_callback");
   if (sym == NULL) return "voxshm_set_log_callback";
   memcpy(&api->set_log_callback, &sym, sizeof api->set_log_callback);
+  sym = dlsym(lib, "voxshm_duplex_new");
+  if (sym == NULL) return "voxshm_duplex_new";
+  memcpy(&api->duplex_new, &sym, sizeof api->duplex_new);
   sym = dlsym(lib, "voxshm_ref_encode");
   if (sym == NULL) return "voxshm_ref_encode";
   memcpy(&api->ref_encode, &sym, sizeof api->ref_encode);

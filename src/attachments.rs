@@ -228,8 +228,13 @@ impl Side {
         }
     }
 
+    /// Releases or acknowledgements wait to be sent.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending_release.is_empty() || !self.pending_acks.is_empty()
+    }
+
     /// Sends pending releases and acknowledgements without blocking.
-    fn flush(&mut self, link: &mut Link) {
+    pub(crate) fn flush(&mut self, link: &mut Link) {
         if self.vox_compat || link.is_gone() || self.send_failed {
             self.pending_release.clear();
             return;
@@ -350,7 +355,7 @@ impl Attachments {
     fn pump(&self, g: &mut Guard<'_, Conn>, full: bool) -> Result<crate::link::Pumped> {
         let Conn { link, tx, rx: side } = &mut g.s;
         link.check_poisoned()?;
-        if !side.pending_release.is_empty() || !side.pending_acks.is_empty() {
+        if side.has_pending() {
             side.flush(link);
         }
         let mut both = Both::new(link.roles(), tx, side);
@@ -361,7 +366,7 @@ impl Attachments {
         };
         // The sender's HELLO may have come with what was read: what waited
         // for it goes out now.
-        if p.changed && (!side.pending_release.is_empty() || !side.pending_acks.is_empty()) {
+        if p.changed && side.has_pending() {
             side.flush(link);
         }
         // A send found the sender gone and nothing is left to read (a

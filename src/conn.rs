@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::attachments::{self, Attachments, AttachmentsOptions};
 use crate::channel::Channel;
 use crate::error::{Error, Result, Status};
-use crate::hub::Hub;
+use crate::hub::{Hub, Unstarted};
 use crate::link::{Endpoint, Incoming, Link, Roles};
 use crate::registry::{self, Registry, RegistryOptions};
 use crate::wire::Ext;
@@ -100,22 +100,30 @@ pub fn duplex(
     ropts: RegistryOptions,
     aopts: AttachmentsOptions,
 ) -> Result<(Registry, Attachments)> {
+    let (r, a) = prepare(ropts, aopts)?;
+    Ok(start(chan, r, a))
+}
+
+/// Checks both options and makes what a duplex channel needs besides a
+/// socket; `start` then cannot fail.
+pub fn prepare(
+    ropts: RegistryOptions,
+    aopts: AttachmentsOptions,
+) -> Result<(Unstarted<RegistryOptions>, Unstarted<AttachmentsOptions>)> {
     if ropts.vox_compat != aopts.vox_compat {
         return Err(Error::new(
             Status::InvalidArgument,
             "duplex: vox compatibility must be set in both options or in neither",
         ));
     }
-    let r = Registry::prepare(ropts)?;
-    let a = Attachments::prepare(aopts)?;
-    Ok(start(chan, r, a))
+    Ok((Registry::prepare(ropts)?, Attachments::prepare(aopts)?))
 }
 
 /// Starts a duplex channel from prepared options; cannot fail.
 pub fn start(
     chan: Channel,
-    r: crate::hub::Unstarted<RegistryOptions>,
-    a: crate::hub::Unstarted<AttachmentsOptions>,
+    r: Unstarted<RegistryOptions>,
+    a: Unstarted<AttachmentsOptions>,
 ) -> (Registry, Attachments) {
     let ring = registry::ring_capacities(&r.opts).filter(|_| a.opts.ring);
     let mut link = Link::new(chan, Roles::DUPLEX, ring, !r.opts.vox_compat);

@@ -5,7 +5,7 @@
 
 pub mod attachments;
 pub mod channel;
-mod conn;
+pub(crate) mod conn;
 pub mod error;
 pub mod ffi;
 mod freelist;

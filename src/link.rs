@@ -541,10 +541,15 @@ impl Link {
         if attach_shaped || !m.fds.is_empty() {
             if !self.roles.recv {
                 return Err(protocol(format!(
-                    "{} sent a {}-byte message with {} fd(s)",
+                    "{} sent a {}-byte message with {} fd(s){}",
                     self.roles.peer().name(),
                     m.bytes.len(),
-                    m.fds.len()
+                    m.fds.len(),
+                    if attach_shaped {
+                        ": a region from the peer (an ATTACH) needs a duplex channel on both sides (voxshm_duplex_new)"
+                    } else {
+                        ""
+                    }
                 )));
             }
             if !attach_shaped || m.fds.len() != 1 {

@@ -552,13 +552,20 @@ impl Registry {
     fn pump_with(&self, g: &mut Guard<'_, Conn>, full: bool, releases: bool) -> Result<bool> {
         let Conn { link, tx: side, rx } = &mut g.s;
         let mut changed = releases && side.take_releases(link)?;
-        let mut both = Both::new(link.roles(), side, rx);
+        let roles = link.roles();
+        let mut both = Both::new(roles, side, rx);
         changed |= if full {
             link.pump(&mut both)?
         } else {
             link.pump_if_due(&mut both)?
         }
         .changed;
+        // On a duplex channel, what the receiving side could not send yet
+        // (a full socket or ring, HELLO not yet read) goes with this call
+        // too: either handle's calls keep the channel moving.
+        if roles.recv && rx.has_pending() {
+            rx.flush(link);
+        }
         if changed {
             self.hub.notify(g);
         }

@@ -186,7 +186,7 @@ macro_rules! c_tests {
 }
 
 c_tests!(
-    happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes
+    happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes, duplex
 );
 
 /// The multithreaded test under ThreadSanitizer.

@@ -142,7 +142,7 @@ pub struct voxshm_attachments_stats {
 /// references into views. Create with `voxshm_attachments_new`, end with
 /// `voxshm_attachments_free`. Safe to use from several threads at once.
 pub struct voxshm_attachments {
-    inner: Attachments,
+    pub(super) inner: Attachments,
 }
 
 /// Fills `*options` with the defaults (and its `struct_size`).
@@ -186,8 +186,9 @@ pub extern "C" fn voxshm_attachments_new(
 
 /// Frees the handle: closes the channel (the sender sees the receiver go
 /// and reclaims everything it leased) and unmaps every region. Every view
-/// from it becomes invalid. NULL is a no-op. No other thread may be using
-/// the handle.
+/// from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`), the
+/// channel is closed and the regions unmapped when its registry is freed
+/// too. NULL is a no-op. No other thread may be using the handle.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_attachments_free(attachments: *mut voxshm_attachments) {
     free_handle(attachments)
@@ -311,7 +312,7 @@ pub extern "C" fn voxshm_attachments_get_stats(
 
 /// The receiver says HELLO when it is created: a channel with no room for
 /// it fails the creation while the fd is still the caller's.
-fn room_for_hello(fd: c_int) -> Result<(), Error> {
+pub(super) fn room_for_hello(fd: c_int) -> Result<(), Error> {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLOUT,

@@ -12,6 +12,7 @@
 mod attachments;
 mod channel;
 mod common;
+mod duplex;
 mod log;
 mod refs;
 mod registry;
@@ -20,6 +21,7 @@ mod status;
 pub use self::attachments::*;
 pub use self::channel::*;
 pub use self::common::*;
+pub use self::duplex::*;
 pub use self::log::{voxshm_log_fn, voxshm_log_level};
 pub use self::refs::*;
 pub use self::registry::*;

@@ -151,7 +151,7 @@ pub struct voxshm_registry_stats {
 /// references. Create with `voxshm_registry_new`, end with
 /// `voxshm_registry_free`. Safe to use from several threads at once.
 pub struct voxshm_registry {
-    inner: Registry,
+    pub(super) inner: Registry,
 }
 
 /// Fills `*options` with the defaults (and its `struct_size`).
@@ -191,8 +191,9 @@ pub extern "C" fn voxshm_registry_new(
 
 /// Frees the registry: closes its channel (the receiver sees the sender
 /// go) and its regions. Allocations from it become invalid; views the
-/// receiver holds stay readable. NULL is a no-op. No other thread may be
-/// using the registry.
+/// receiver holds stay readable. Of a duplex channel (`voxshm_duplex_new`),
+/// the channel and regions are closed when its attachments are freed too.
+/// NULL is a no-op. No other thread may be using the registry.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_free(registry: *mut voxshm_registry) {
     free_handle(registry)

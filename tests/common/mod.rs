@@ -46,6 +46,17 @@ pub fn fd_count() -> usize {
     fd_list().len()
 }
 
+/// Shared-memory mappings of this process (memfds, and the temp files of
+/// the fallback): what a handle maps and must unmap. Other mappings (thread
+/// stacks, allocator arenas) come and go with the harness's threads.
+pub fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter(|l| l.contains("/memfd:") || l.contains("(deleted)"))
+        .count()
+}
+
 /// A small deterministic PRNG (splitmix64).
 #[derive(Clone)]
 pub struct Prng(u64);
