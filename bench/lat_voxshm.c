@@ -4,7 +4,9 @@
  * sides: what a 0.1 pair of peers does), as a baseline in the same run.
  *
  * One channel pair per direction: A's registry sends to B's attachments,
- * and in a round trip B's registry answers A's attachments.
+ * and in a round trip B's registry answers A's attachments. The duplex
+ * variant (round trip only: request/response) uses one channel on which
+ * each side has both handles (voxshm_duplex_new).
  */
 #define _GNU_SOURCE
 #include "latency.h"
@@ -17,6 +19,7 @@
 
 typedef struct vx_shared {
   bool no_ring;
+  bool duplex; /* one channel, ab, with both handles on each side */
   int ab[2];   /* A -> B: [0] A's registry, [1] B's attachments */
   int ba[2];   /* B -> A (round trip only): [0] B's registry, [1] A's attachments */
 } vx_shared;
@@ -37,6 +40,7 @@ typedef struct vx_rx {
 typedef struct vx_own {
   vx_tx tx;
   vx_rx rx;
+  bool duplex; /* both handles share one channel and its counters */
 } vx_own;
 
 /* The busy-poll variant calls with timeout 0 until the call stops saying
@@ -105,23 +109,32 @@ static int vx_done(void *st) {
 static const tx_ops VX_TX = {vx_acquire, vx_submit, NULL, NULL};
 static const rx_ops VX_RX = {vx_receive, vx_done};
 
-static int vx_prepare(const lat_case *c, void **out, bool no_ring) {
+static int vx_prepare(const lat_case *c, void **out, bool no_ring, bool duplex) {
   vx_shared *sh = calloc(1, sizeof *sh);
   if (sh == NULL) {
     return bench_fail("calloc");
   }
   sh->no_ring = no_ring;
+  sh->duplex = duplex;
   sh->ab[0] = sh->ab[1] = sh->ba[0] = sh->ba[1] = -1;
   voxshm_status s = voxshm_channel_pair(sh->ab);
-  if (s == VOXSHM_OK && !lat_is_stream(c)) {
+  if (s == VOXSHM_OK && !lat_is_stream(c) && !sh->duplex) {
     s = voxshm_channel_pair(sh->ba);
   }
   *out = sh;
   return s == VOXSHM_OK ? 0 : bench_vx_fail("voxshm_channel_pair", s);
 }
 
-static int vx_prepare_ring(const lat_case *c, void **out) { return vx_prepare(c, out, false); }
-static int vx_prepare_socket(const lat_case *c, void **out) { return vx_prepare(c, out, true); }
+static int vx_prepare_ring(const lat_case *c, void **out) {
+  return vx_prepare(c, out, false, false);
+}
+static int vx_prepare_duplex(const lat_case *c, void **out) {
+  return vx_prepare(c, out, false, true);
+}
+static bool vx_duplex_shape(int shape) { return shape == SHAPE_ROUNDTRIP; }
+static int vx_prepare_socket(const lat_case *c, void **out) {
+  return vx_prepare(c, out, true, false);
+}
 
 static void close_fd(int *fd) {
   if (*fd >= 0) {
@@ -169,6 +182,27 @@ static int vx_new_attachments(vx_shared *sh, const lat_case *c, int *fd,
   return 0;
 }
 
+/* Both handles of one duplex channel, with the case's spin. */
+static int vx_new_duplex(const lat_case *c, int *fd, voxshm_registry **reg,
+                         voxshm_attachments **att) {
+  voxshm_registry_options ro;
+  voxshm_attachments_options ao;
+  voxshm_status s = voxshm_registry_options_init(&ro);
+  if (s == VOXSHM_OK) {
+    s = voxshm_attachments_options_init(&ao);
+  }
+  if (s != VOXSHM_OK) {
+    return bench_vx_fail("voxshm_*_options_init", s);
+  }
+  ro.spin_us = ao.spin_us = vx_spin_us(c);
+  s = voxshm_duplex_new(*fd, &ro, &ao, reg, att);
+  if (s != VOXSHM_OK) {
+    return bench_vx_fail("voxshm_duplex_new", s);
+  }
+  *fd = -1;
+  return 0;
+}
+
 static int vx_open(const lat_case *c, void *shared, int side, lat_ends *e) {
   vx_shared *sh = shared;
   /* This process's fds of each pair; the other side's are closed. */
@@ -181,6 +215,16 @@ static int vx_open(const lat_case *c, void *shared, int side, lat_ends *e) {
     return -1;
   }
   own->tx.c = own->rx.c = c;
+  if (sh->duplex) {
+    int *fd = &sh->ab[side == SIDE_A ? 0 : 1];
+    close_fd(&sh->ab[side == SIDE_A ? 1 : 0]);
+    own->duplex = true;
+    if (vx_new_duplex(c, fd, &own->tx.reg, &own->rx.att) != 0) {
+      return -1;
+    }
+    lat_ends_set(e, c, side, &VX_TX, &own->tx, &VX_RX, &own->rx);
+    return 0;
+  }
   if (lat_sends(c, side) && vx_new_registry(sh, c, tx_fd, &own->tx.reg) != 0) {
     return -1;
   }
@@ -213,7 +257,8 @@ static int vx_handle_stats(const lat_ends *e, lat_handle_stats *out) {
       return bench_vx_fail("voxshm_attachments_get_stats", s);
     }
     out->ring = out->ring && st.ring == 1;
-    out->wakeups += st.wakeups_sent;
+    /* A duplex channel's wake-ups were counted with the registry's. */
+    out->wakeups += own->duplex ? 0 : st.wakeups_sent;
   }
   return 0;
 }
@@ -244,6 +289,12 @@ static void vx_discard(void *shared) {
 const lat_mech LAT_MECH_VOXSHM = {
     "voxshm",        KIND_VOXSHM, "voxshm with the ring path (default options)",
     NULL,            vx_prepare_ring, vx_open, vx_handle_stats, vx_close, vx_discard,
+};
+
+const lat_mech LAT_MECH_VOXSHM_DUPLEX = {
+    "voxshm-duplex", KIND_VOXSHM_DUPLEX,
+    "voxshm request/response on one duplex channel (voxshm_duplex_new), the ring path both ways",
+    vx_duplex_shape, vx_prepare_duplex, vx_open, vx_handle_stats, vx_close, vx_discard,
 };
 
 const lat_mech LAT_MECH_VOXSHM_SOCKET = {

@@ -128,7 +128,9 @@ typedef struct lat_handle_stats {
   uint64_t wakeups; /* wake-up messages the side's handles have sent so far */
 } lat_handle_stats;
 
-enum lat_kind { KIND_VOXSHM, KIND_BASELINE, KIND_FLOOR };
+/* KIND_VOXSHM_DUPLEX: voxshm too (on the ring path), compared with
+ * KIND_VOXSHM like the others. */
+enum lat_kind { KIND_VOXSHM, KIND_VOXSHM_DUPLEX, KIND_BASELINE, KIND_FLOOR };
 
 typedef struct lat_mech {
   const char *name;
@@ -151,6 +153,7 @@ typedef struct lat_mech {
 } lat_mech;
 
 extern const lat_mech LAT_MECH_VOXSHM;
+extern const lat_mech LAT_MECH_VOXSHM_DUPLEX;
 extern const lat_mech LAT_MECH_VOXSHM_SOCKET;
 extern const lat_mech LAT_MECH_SHM_PINGPONG;
 extern const lat_mech LAT_MECH_SHM_RING;

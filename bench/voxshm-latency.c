@@ -27,8 +27,8 @@
 
 /* voxshm first: the ratios compare it with every other one. */
 static const lat_mech *const MECHS[] = {
-    &LAT_MECH_VOXSHM,   &LAT_MECH_VOXSHM_SOCKET, &LAT_MECH_SHM_PINGPONG,
-    &LAT_MECH_SHM_RING, &LAT_MECH_UNIX_SOCKET,
+    &LAT_MECH_VOXSHM,   &LAT_MECH_VOXSHM_DUPLEX, &LAT_MECH_VOXSHM_SOCKET,
+    &LAT_MECH_SHM_PINGPONG, &LAT_MECH_SHM_RING, &LAT_MECH_UNIX_SOCKET,
 };
 #define N_MECHS (sizeof MECHS / sizeof MECHS[0])
 
@@ -70,7 +70,8 @@ static void usage(FILE *f) {
           "  --sizes LIST        payload sizes added to the defaults (round trip 64,4K;\n"
           "                      stream 4K,64K), e.g. 1K,1M; at least 64, a multiple of 8\n"
           "  --no-default-sizes  only the --sizes sizes\n"
-          "  --mechanisms LIST   any of voxshm,voxshm-socket,shm-pingpong,shm-ring,unix-socket\n"
+          "  --mechanisms LIST   any of voxshm,voxshm-duplex,voxshm-socket,shm-pingpong,shm-ring,\n"
+          "                      unix-socket\n"
           "  --shapes LIST       any of roundtrip,stream-header,stream-full\n"
           "  --variants LIST     any of busy,block,block-spin0\n"
           "  --iterations N      most measured round trips per case (default 100000;\n"
@@ -525,7 +526,7 @@ static int print_voxshm_summary(const lat_result *rs, size_t n) {
              "wake-ups sent per payload, A / B; minor faults per payload, A / B)\n");
       any = true;
     }
-    int want = r->mech->kind == KIND_VOXSHM;
+    int want = r->mech->kind == KIND_VOXSHM || r->mech->kind == KIND_VOXSHM_DUPLEX;
     bool bad = r->a.handles.ring != want || r->b.handles.ring != want;
     wrong += bad;
     char sz[32];

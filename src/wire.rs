@@ -490,6 +490,15 @@ pub(crate) mod tests {
         let g = hex("5658534d 01 00 0000 01000000 01000000 0100000000000000");
         assert_eq!(m.encode(), g);
         assert_eq!(Ext::decode(&g).unwrap(), m);
+        // A duplex side takes both roles.
+        let m = Ext::Hello {
+            version: PROTOCOL_VERSION,
+            role: ROLE_SENDER | ROLE_RECEIVER,
+            features: FEATURE_RING,
+        };
+        let g = hex("5658534d 01 00 0000 01000000 03000000 0100000000000000");
+        assert_eq!(m.encode(), g);
+        assert_eq!(Ext::decode(&g).unwrap(), m);
         let m = Ext::Segment {
             segment_len: 0x13000,
             refs_capacity: 1024,

@@ -509,3 +509,25 @@ fn duplex_routes_hostile_messages_to_their_role_only() {
     h.tell("end");
     h.wait_success();
 }
+
+/// What a duplex side says first: HELLO with both roles (the golden vector
+/// of docs/protocol.md), offering the ring unless told not to.
+#[test]
+fn duplex_says_hello_with_both_roles() {
+    for (ring, g) in [
+        (
+            true,
+            concat!("5658534d010000000100000003000000", "0100000000000000"),
+        ),
+        (
+            false,
+            concat!("5658534d010000000100000003000000", "0000000000000000"),
+        ),
+    ] {
+        let (mine, theirs) = Channel::pair().unwrap();
+        let (_reg, _att) = duplex(mine, ring);
+        let (bytes, fds) = recv_raw(theirs.raw(), 1000).expect("HELLO");
+        assert!(fds.is_empty());
+        assert_eq!(hex(&bytes), g, "ring={ring}");
+    }
+}
