@@ -714,7 +714,7 @@ fn vox_interop_vox_sends_to_voxshm() {
 /// its RLIMIT_NOFILE soft limit to the hard one); the voxshm receiver stays
 /// within `max_mappings` and `max_mapped_bytes` by unmapping what no view
 /// holds, and every payload resolves, byte-exact. The sizes are such that
-/// vox's first fit never goes back to an old region:
+/// vox's first fit never goes back to an old region (see the next test):
 /// first 4 KiB payloads, four to a region, then one payload of more than
 /// half a region to each region.
 #[test]
@@ -754,5 +754,56 @@ fn vox_interop_long_session_of_ten_thousand_vox_regions() {
         assert_eq!(st.attaches_rejected, 0, "{st:?}");
         assert!(st.regions_evicted >= regions - 24, "{st:?}");
         assert_eq!(most, (24, 24 * REGION), "the byte limit binds");
+    });
+}
+
+/// vox's first fit places a small payload in the space an old region has
+/// left, however old: if the voxshm receiver unmapped that region to make
+/// room, the reference fails with `TOO_MANY_MAPPINGS` ("unmapped to make
+/// room", as documented), never with wrong bytes; every other payload is
+/// byte-exact.
+#[test]
+fn vox_interop_first_fit_into_an_unmapped_region_fails_cleanly() {
+    const REGION: u64 = 16 * KIB;
+    with_vox_peer("send", REGION, |mine, h| {
+        let mut opts = AttachmentsOptions::default();
+        opts.limits.max_mappings = 8;
+        let att = vox_compat_attachments(mine, opts);
+        let sizes = random_sizes(6, 3000, REGION);
+        let (mut ok, mut lost) = (0, 0);
+        vox_sends(h, 0, &sizes, 4, |seq, r| {
+            match att.resolve(&r, LONG_MS) {
+                Ok(v) => {
+                    // SAFETY: the view holds `len` readable bytes until released.
+                    unsafe { verify(v.data, v.len, seq) }.unwrap();
+                    att.release(&v).unwrap();
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.status, Status::TooManyMappings, "{e}");
+                    assert!(e.message.contains("unmapped to make room"), "{e}");
+                    lost += 1;
+                }
+            }
+        });
+        eprintln!("first fit into old regions: {ok} resolved, {lost} in unmapped regions");
+        // Both outcomes happen (seeded sizes; with 32 mappings none is lost).
+        assert!(ok > 0 && lost > 0, "{ok} resolved, {lost} lost");
+        let st = att.stats();
+        assert!(st.mappings <= 8 && st.regions_evicted > 0, "{st:?}");
+    });
+}
+
+/// A voxshm receiver that is not in vox compatibility says HELLO, a 24-byte
+/// extension message: vox's `MmapControlReceiver` refuses it (anything but
+/// 16 bytes with one fd is an error, and vox-shm's `MmapAttachments` makes
+/// the first error final for the link). This is what the other tests'
+/// "errors=0" rules out.
+#[test]
+fn vox_interop_a_vox_receiver_refuses_a_voxshm_hello() {
+    with_vox_peer("recv", VOX_REGION, |mine, h| {
+        let _att = Attachments::new(mine, AttachmentsOptions::default()).unwrap();
+        let r = peer_stats(h, "RSTATS");
+        assert_eq!((stat(&r, "errors"), stat(&r, "attaches")), (1, 0), "{r:?}");
     });
 }
