@@ -821,3 +821,142 @@ fn vox_interop_growing_payloads_fit_a_budget_of_idle_regions() {
         voxshm_sends(&reg, h, 0, &[20 * MIB, 30 * MIB, 40 * MIB], 1);
     });
 }
+
+// enabled once voxshm::duplex exists
+#[cfg(any())]
+mod duplex {
+    use super::*;
+
+    enum ToHub {
+        Tell(String),
+        Finished,
+    }
+
+    /// A worker's way to the peer: its lines go through the hub, and the
+    /// hub hands it the answers of its kind.
+    struct Routed {
+        hub: mpsc::Sender<ToHub>,
+        answers: mpsc::Receiver<Vec<String>>,
+    }
+
+    impl PeerIo for Routed {
+        fn tell(&mut self, line: &str) {
+            self.hub.send(ToHub::Tell(line.to_string())).unwrap();
+        }
+
+        fn answer(&mut self, kind: &str) -> Vec<String> {
+            let mut w = self
+                .answers
+                .recv_timeout(Duration::from_secs(120))
+                .expect("an answer within 120 s");
+            assert_eq!(w[0], kind, "{w:?}");
+            w.remove(0);
+            w
+        }
+    }
+
+    /// Owns the helper: says what the workers want said, and hands each
+    /// answer to the worker waiting for its kind. Waits for an answer only
+    /// while the peer owes one (every command gets exactly one), so a
+    /// worker's command is never held up.
+    fn hub(
+        h: &mut Helper,
+        from: mpsc::Receiver<ToHub>,
+        done: mpsc::Sender<Vec<String>>,
+        sent: mpsc::Sender<Vec<String>>,
+        mut workers: usize,
+    ) {
+        let mut owed = 0usize;
+        while workers > 0 || owed > 0 {
+            let next = if owed == 0 {
+                Some(from.recv().expect("a worker died"))
+            } else {
+                from.try_recv().ok()
+            };
+            match next {
+                Some(ToHub::Tell(line)) => {
+                    h.tell(&line);
+                    owed += 1;
+                }
+                Some(ToHub::Finished) => workers -= 1,
+                None => {
+                    let w = next_answer(h);
+                    owed -= 1;
+                    let to = if w[0] == "DONE" { &done } else { &sent };
+                    to.send(w).expect("its worker is waiting");
+                }
+            }
+        }
+    }
+
+    /// Both directions at once on one datagram pair, as vox uses it: the
+    /// voxshm registry sends while the vox peer sends, the voxshm
+    /// attachments resolve the peer's payloads on the same socket, 1 B to
+    /// 64 MiB each way, every byte checked on both sides.
+    #[test]
+    fn vox_interop_duplex_on_one_datagram_pair() {
+        with_vox_peer("duplex", VOX_REGION, |mine, h| {
+            let budget = 128 * MIB;
+            let (registry, attachments) = voxshm::duplex(
+                mine,
+                RegistryOptions {
+                    vox_compat: true,
+                    region_size: VOX_REGION,
+                    budget,
+                    ..Default::default()
+                },
+                AttachmentsOptions {
+                    vox_compat: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mut out_sizes = random_sizes(7, 3000, 256 * KIB);
+            out_sizes.extend(edge_sizes());
+            out_sizes.extend([48 * MIB, 64 * MIB]);
+            let mut in_sizes = random_sizes(8, 3000, 256 * KIB);
+            in_sizes.extend(edge_sizes());
+            in_sizes.push(64 * MIB);
+            let (hub_tx, hub_rx) = mpsc::channel();
+            let (done_tx, done_rx) = mpsc::channel();
+            let (sent_tx, sent_rx) = mpsc::channel();
+            let mut to_peer = Routed {
+                hub: hub_tx.clone(),
+                answers: done_rx,
+            };
+            let mut from_peer = Routed {
+                hub: hub_tx,
+                answers: sent_rx,
+            };
+            let (reg, att) = (&registry, &attachments);
+            let (out, inc) = (&out_sizes, &in_sizes);
+            let sent = std::thread::scope(|s| {
+                let sender = s.spawn(move || {
+                    let n = voxshm_sends(reg, &mut to_peer, 0, out, 16);
+                    to_peer.hub.send(ToHub::Finished).unwrap();
+                    n
+                });
+                let receiver = s.spawn(move || {
+                    vox_sends(&mut from_peer, 1 << 40, inc, 16, |seq, r| {
+                        resolve_exact(att, seq, &r)
+                    });
+                    from_peer.hub.send(ToHub::Finished).unwrap();
+                });
+                hub(h, hub_rx, done_tx, sent_tx, 2);
+                receiver.join().unwrap();
+                sender.join().unwrap()
+            });
+            assert_eq!(sent, out_sizes.iter().sum::<u64>());
+            let rs = reg.stats();
+            assert_eq!((rs.live_leases, rs.messages_received), (0, 0), "{rs:?}");
+            let r = peer_stats(h, "RSTATS");
+            assert_eq!((stat(&r, "errors"), stat(&r, "bad")), (0, 0), "{r:?}");
+            assert_eq!(stat(&r, "attaches"), rs.regions_created, "{r:?} {rs:?}");
+            let s = peer_stats(h, "SSTATS");
+            let st = att.stats();
+            assert_eq!(st.attaches_received, stat(&s, "regions"), "{s:?} {st:?}");
+            assert_eq!(st.attaches_rejected, 0, "{st:?}");
+            assert_eq!(st.live_views, 0, "{st:?}");
+        });
+    }
+}
