@@ -653,8 +653,9 @@ impl Attachments {
             live_views: side.live_views,
             queued_refs: side.queue.len() as u64,
             // The channel and the wake-up eventfd: region fds are closed as
-            // soon as they are mapped.
-            open_fds: 2,
+            // soon as they are mapped. Of a duplex channel, the registry
+            // counts those two.
+            open_fds: if g.s.link.roles().send { 0 } else { 2 },
             messages_sent: c.messages_sent,
             bytes_sent: c.bytes_sent,
             messages_received: c.messages_received,
