@@ -382,6 +382,21 @@ impl Side {
         }
     }
 
+    /// In vox compatibility, where no RETIRE can be said: closes every
+    /// idle region to make room for a payload they are in the way of. A
+    /// vox receiver is not told and keeps its own mapping (vox never
+    /// unmaps); a region's map_id comes back with the next generation, which
+    /// a vox receiver keys apart from the old one.
+    fn drop_idle(&mut self) {
+        for (map_id, map_generation, _) in self.pool.idle_beyond(0) {
+            debug!(
+                map_id,
+                map_generation, "vox compatibility: idle region closed to make room"
+            );
+            self.pool.forget(map_id);
+        }
+    }
+
     fn lease_mut(&mut self, a: &Allocation) -> Result<&mut Lease> {
         lease_of(&self.pool, &mut self.leases, a)
     }
@@ -724,6 +739,10 @@ impl Registry {
             // Idle regions too small for this payload may be in the way.
             if g.s.tx.pool.fits_without_idle(region_len) {
                 let Conn { link, tx: side, .. } = &mut g.s;
+                if self.opts.vox_compat {
+                    side.drop_idle();
+                    continue;
+                }
                 side.retire_idle(link, 0);
             }
             if deadline.get().expired() && self.arm(&mut g, false, &mut looks)? {

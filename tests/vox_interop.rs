@@ -809,12 +809,11 @@ fn vox_interop_a_vox_receiver_refuses_a_voxshm_hello() {
 }
 
 /// Payloads that grow, each released before the next: in vox
-/// compatibility an idle region is never retired, so once idle regions
-/// too small for the next payload fill the budget, alloc says NO_SPACE for
-/// ever although nothing is leased (here: 20, 30, then 40 MiB in a 64 MiB
-/// budget). The budget becomes a lifetime cap for growing sizes.
+/// compatibility no RETIRE can be said, so idle regions too small for the
+/// next payload would fill the budget and alloc say NO_SPACE for ever
+/// although nothing is leased (here: 20, 30, then 40 MiB in a 64 MiB
+/// budget). The registry closes them to make room instead.
 #[test]
-#[ignore = "voxshm bug: vox-compatible registry never retires idle regions, so growing payloads exhaust the budget"]
 fn vox_interop_growing_payloads_fit_a_budget_of_idle_regions() {
     with_vox_peer("recv", VOX_REGION, |mine, h| {
         let reg = vox_compat_registry(mine, 64 * MIB);
