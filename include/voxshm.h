@@ -859,9 +859,11 @@ enum voxshm_status voxshm_attachments_new(int fd, const struct voxshm_attachment
 /**
  * Frees the handle: closes the channel (the sender sees the receiver go
  * and reclaims everything it leased) and unmaps every region. Every view
- * from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`), the
- * channel is closed and the regions unmapped when its registry is freed
- * too. NULL is a no-op. No other thread may be using the handle.
+ * from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`) whose
+ * registry lives on, the regions are unmapped and the views released to
+ * the peer at once, every payload the peer sends later is released as it
+ * arrives, and the channel closes when the registry is freed too. NULL is
+ * a no-op. No other thread may be using the handle.
  */
 void voxshm_attachments_free(struct voxshm_attachments *attachments);
 
@@ -1135,7 +1137,9 @@ enum voxshm_status voxshm_registry_new(int fd, const struct voxshm_registry_opti
  * Frees the registry: closes its channel (the receiver sees the sender
  * go) and its regions. Allocations from it become invalid; views the
  * receiver holds stay readable. Of a duplex channel (`voxshm_duplex_new`),
- * the channel and regions are closed when its attachments are freed too.
+ * the channel and regions are closed when its attachments are freed too:
+ * until then the peer is not told (the payloads it holds stay readable,
+ * its `recv` sees `VOXSHM_PEER_GONE` only then).
  * NULL is a no-op. No other thread may be using the registry.
  */
 void voxshm_registry_free(struct voxshm_registry *registry);

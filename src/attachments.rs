@@ -127,6 +127,9 @@ pub(crate) struct Side {
     send_failed: bool,
     /// Releases dropped because the sender never said HELLO.
     releases_dropped: u64,
+    /// The handle was freed while the channel goes on (duplex): every
+    /// reference is released as it arrives, no region is mapped.
+    closed: bool,
 }
 
 /// The receiver's attachments. `Send + Sync`.
@@ -137,6 +140,9 @@ pub struct Attachments {
 
 impl Endpoint for Side {
     fn apply(&mut self, link: &mut Link, m: Incoming) -> Result<()> {
+        if self.closed {
+            return self.apply_closed(link, m);
+        }
         match m {
             Incoming::Attach(a, fd) => self.maps.attach(a, fd),
             Incoming::AttachLost(a) => self.maps.attach_lost(a),
@@ -170,16 +176,24 @@ impl Endpoint for Side {
                 // References the sender pushed before it went are still
                 // received: queued with the rest, a ring's worth at most (a
                 // sender that hung up but keeps writing its segment cannot
-                // hold this loop).
+                // hold this loop). A ring it broke while dying poisons the
+                // link, and the rest is done all the same.
+                let mut taken = Ok(());
                 for _ in 0..link.ring_capacity(Role::Receiver) {
-                    let Some(r) = link.pop(Role::Receiver)? else {
-                        break;
-                    };
-                    self.refs_received += 1;
-                    self.queue.push_back(r);
+                    match link.pop(Role::Receiver) {
+                        Ok(Some(r)) => {
+                            self.refs_received += 1;
+                            self.queue.push_back(r);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            taken = Err(e);
+                            break;
+                        }
+                    }
                 }
                 self.peer_gone();
-                Ok(())
+                taken
             }
             other => Err(Error::new(
                 Status::Protocol,
@@ -189,11 +203,100 @@ impl Endpoint for Side {
     }
 
     fn wants_more(&self) -> bool {
-        self.queue.len() < MAX_QUEUED_REFS
+        self.reads()
     }
 }
 
 impl Side {
+    /// A message after the handle was freed (duplex): references are
+    /// released at once, regions closed unmapped, retirements acknowledged,
+    /// so the sender gets back everything it sends.
+    fn apply_closed(&mut self, link: &mut Link, m: Incoming) -> Result<()> {
+        match m {
+            Incoming::Attach(..) | Incoming::AttachLost(_) => {}
+            Incoming::Ext(Ext::Ref(r)) => {
+                self.refs_received += 1;
+                self.pending_release.push(r);
+            }
+            Incoming::Ext(Ext::Retire {
+                map_id,
+                map_generation,
+                mapping_length,
+            }) => self.pending_acks.push_back(Ext::RetireAck {
+                map_id,
+                map_generation,
+                mapping_length,
+            }),
+            Incoming::Gone => {
+                self.pending_release.clear();
+                self.pending_acks.clear();
+                return Ok(());
+            }
+            other => {
+                return Err(Error::new(
+                    Status::Protocol,
+                    format!("sender sent a receiver-only message {other:?}"),
+                ));
+            }
+        }
+        self.flush(link);
+        Ok(())
+    }
+
+    /// Closes the receiving side of a duplex channel whose attachments
+    /// were freed: every view and queued reference is released, every
+    /// region unmapped, and whatever comes later is given back at once.
+    pub(crate) fn close(&mut self, link: &mut Link) {
+        self.closed = true;
+        let (views, acks) = self.maps.close();
+        let mut refs: Vec<Ref> = views;
+        refs.extend(self.queue.drain(..));
+        self.live_views = 0;
+        if !self.vox_compat {
+            self.pending_release.extend(refs);
+            for (map_id, map_generation, mapping_length) in acks {
+                self.pending_acks.push_back(Ext::RetireAck {
+                    map_id,
+                    map_generation,
+                    mapping_length,
+                });
+            }
+        }
+        self.release_ring(link);
+    }
+
+    /// Closed: releases the references waiting in the ring (a ring's worth
+    /// at most), then sends what is pending.
+    pub(crate) fn release_ring(&mut self, link: &mut Link) {
+        for _ in 0..link.ring_capacity(Role::Receiver) {
+            match link.pop(Role::Receiver) {
+                Ok(Some(r)) => {
+                    self.refs_received += 1;
+                    self.pending_release.push(r);
+                }
+                _ => break,
+            }
+        }
+        self.flush(link);
+    }
+
+    /// Closed: nothing is received any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// A send found the sender gone, and everything it sent was read:
+    /// the link is gone (a datagram peer shows no hang-up).
+    pub(crate) fn found_peer_gone(&self) -> bool {
+        self.send_failed && self.wants_more()
+    }
+
+    /// Whether the socket should be read for this side: not while the
+    /// queue is full (`recv` must take some first).
+    pub(crate) fn reads(&self) -> bool {
+        self.closed || self.queue.len() < MAX_QUEUED_REFS
+    }
+
     fn peer_gone(&mut self) {
         self.pending_release.clear();
         self.pending_acks.clear();
@@ -371,7 +474,7 @@ impl Attachments {
         }
         // A send found the sender gone and nothing is left to read (a
         // datagram peer shows no hang-up): it is gone.
-        if side.send_failed && !p.changed && side.wants_more() && link.mark_gone() {
+        if !p.changed && side.found_peer_gone() && link.mark_gone() {
             Both::new(link.roles(), tx, side).gone(link);
             p.changed = true;
         }
@@ -396,6 +499,11 @@ impl Attachments {
             {
                 g.s.rx.refs_received += 1;
                 return self.take_ring_ref(&mut g, r);
+            }
+            if g.s.rx.queue.len() == MAX_QUEUED_REFS {
+                // The socket is read again from now on: a duplex
+                // registry's waiter that stopped watching it looks again.
+                self.hub.notify(&g);
             }
             let Conn { link, rx: side, .. } = &mut g.s;
             if let Some(r) = side.queue.pop_front() {
@@ -718,6 +826,27 @@ pub(crate) fn new_side(opts: &AttachmentsOptions) -> Side {
         releases_sent: 0,
         send_failed: false,
         releases_dropped: 0,
+        closed: false,
+    }
+}
+
+impl Drop for Attachments {
+    /// Of a duplex channel whose registry lives on: the receiving side
+    /// closes (every view and queued reference is released to the peer,
+    /// every region unmapped, whatever comes later given back at once), so
+    /// the peer's sender is not left holding leases until the registry is
+    /// freed too.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.hub) == 1 {
+            return;
+        }
+        let mut g = self.hub.lock();
+        let Conn { link, rx, .. } = &mut g.s;
+        if link.roles().send && !rx.is_closed() {
+            rx.close(link);
+            debug!("duplex attachments freed: receiving side closed");
+        }
+        self.hub.notify(&g);
     }
 }
 

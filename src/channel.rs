@@ -383,14 +383,19 @@ impl Channel {
     /// Sends one message on the socket `sock`, waiting up to `deadline` for
     /// buffer space. While it waits, `drain` is called whenever the socket
     /// is readable, so the peer is never deadlocked writing to us while we
-    /// write to it. (By fd, so `drain` may borrow whatever owns the socket.)
+    /// write to it; it returns whether it read anything. (By fd, so `drain`
+    /// may borrow whatever owns the socket.)
     pub fn send_on(
         sock: RawFd,
         bytes: &[u8],
         fd: Option<RawFd>,
         deadline: Deadline,
-        mut drain: impl FnMut() -> Result<()>,
+        mut drain: impl FnMut() -> Result<bool>,
     ) -> Result<()> {
+        // A drain that reads nothing from a readable socket (its owner
+        // takes no more now; nothing changes that while this call holds
+        // the owner) is not asked again, or this loop would spin.
+        let mut read = libc::POLLIN;
         loop {
             if try_send_on(sock, bytes, fd)? {
                 return Ok(());
@@ -401,10 +406,10 @@ impl Channel {
                     "the channel stayed full: the peer is not reading",
                 ));
             }
-            let mut p = [sys::pollfd(sock, libc::POLLOUT | libc::POLLIN)];
+            let mut p = [sys::pollfd(sock, libc::POLLOUT | read)];
             sys::poll(&mut p, deadline)?;
-            if p[0].revents & libc::POLLIN != 0 {
-                drain()?;
+            if p[0].revents & libc::POLLIN != 0 && !drain()? {
+                read = 0;
             }
             if p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0
                 && p[0].revents & libc::POLLOUT == 0

@@ -134,7 +134,18 @@ impl<T> Hub<T> {
 
     /// Sleeps until the channel is readable, the state changes, or the
     /// deadline passes. The caller re-checks its condition afterwards.
-    pub fn wait<'a>(&'a self, mut g: Guard<'a, T>, deadline: Deadline) -> Result<Guard<'a, T>> {
+    pub fn wait<'a>(&'a self, g: Guard<'a, T>, deadline: Deadline) -> Result<Guard<'a, T>> {
+        self.wait_on(g, deadline, true)
+    }
+
+    /// `wait`; `socket` false: a readable socket does not end the sleep
+    /// (the caller would not read it now).
+    pub fn wait_on<'a>(
+        &'a self,
+        mut g: Guard<'a, T>,
+        deadline: Deadline,
+        socket: bool,
+    ) -> Result<Guard<'a, T>> {
         if deadline.expired() {
             return Ok(g);
         }
@@ -142,7 +153,8 @@ impl<T> Hub<T> {
             g.polling = true;
             drop(g);
             let mut p = [
-                sys::pollfd(self.fd, libc::POLLIN),
+                // A negative fd is ignored by poll.
+                sys::pollfd(if socket { self.fd } else { -1 }, libc::POLLIN),
                 sys::pollfd(self.wake.raw(), libc::POLLIN),
             ];
             let r = sys::poll(&mut p, deadline);

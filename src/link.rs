@@ -395,7 +395,8 @@ impl Link {
 
     /// Sends one message, waiting up to `deadline` for room in the socket.
     /// While it waits, `drain` is called whenever the socket is readable,
-    /// so the peer is never deadlocked writing to us while we write to it.
+    /// so the peer is never deadlocked writing to us while we write to it;
+    /// it returns whether it read anything.
     /// `with_hello`: say HELLO first if it has not been said.
     pub fn send_blocking(
         &mut self,
@@ -403,7 +404,7 @@ impl Link {
         fd: Option<RawFd>,
         with_hello: bool,
         deadline: Deadline,
-        mut drain: impl FnMut(&mut Link) -> Result<()>,
+        mut drain: impl FnMut(&mut Link) -> Result<bool>,
     ) -> Result<()> {
         self.check_usable()?;
         if with_hello && !self.said_hello() {
@@ -419,7 +420,7 @@ impl Link {
         bytes: &[u8],
         fd: Option<RawFd>,
         deadline: Deadline,
-        drain: &mut impl FnMut(&mut Link) -> Result<()>,
+        drain: &mut impl FnMut(&mut Link) -> Result<bool>,
     ) -> Result<()> {
         // The channel's wait loop calls back into `drain`, which needs the
         // whole link: hand the socket over by its fd for the wait.
@@ -688,7 +689,7 @@ impl Link {
     pub fn start_ring(
         &mut self,
         deadline: Deadline,
-        mut drain: impl FnMut(&mut Link) -> Result<()>,
+        mut drain: impl FnMut(&mut Link) -> Result<bool>,
     ) -> Result<()> {
         let agreed = self.roles.send
             && self.ring.peer_has
@@ -728,8 +729,16 @@ impl Link {
     /// Otherwise makes no system call.
     pub fn pump_if_due(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
         self.check_poisoned()?;
+        // A receiving role that agreed the ring and has no segment yet
+        // reads: the peer's SEGMENT may be waiting (on a duplex channel this
+        // side's own segment says nothing about it).
+        let segment_awaited = self.roles.recv
+            && self.ring.inp.is_none()
+            && self.ring.peer_has
+            && self.ring.wanted.is_some();
         let due = match (&mut self.ring.out, &mut self.ring.inp) {
             (None, None) => true,
+            _ if segment_awaited => true,
             (out, inp) => {
                 // Both looked at: each remembers the count it saw.
                 let out_sent = out.as_mut().is_some_and(|s| s.peer_sent_on_socket());

@@ -483,6 +483,34 @@ impl Mappings {
         })
     }
 
+    /// The receiving side closes while the sender goes on (a duplex
+    /// channel whose attachments were freed): unmaps every region and
+    /// returns a reference for each payload a view still held, to release,
+    /// and the regions whose retirement waited for those views, to
+    /// acknowledge.
+    pub fn close(&mut self) -> (Vec<Ref>, Vec<(u32, u32, u64)>) {
+        let mut refs = Vec::new();
+        let mut acks = Vec::new();
+        for (&map_id, m) in &self.maps {
+            for &(map_offset, payload_len) in m.views.keys() {
+                refs.push(Ref {
+                    map_id,
+                    map_generation: m.generation,
+                    map_offset,
+                    payload_len,
+                });
+            }
+            if m.retire_pending {
+                acks.push((map_id, m.generation, m.map.len()));
+            }
+        }
+        let ids: Vec<u32> = self.maps.keys().copied().collect();
+        for id in ids {
+            self.unmap(id);
+        }
+        (refs, acks)
+    }
+
     /// The sender is gone: unmaps every region no view holds and `keep`
     /// does not ask for. Those regions are not retired: a reference into
     /// them is answered "sender gone", not "stale".

@@ -569,17 +569,28 @@ impl Registry {
         let mut changed = releases && side.take_releases(link)?;
         let roles = link.roles();
         let mut both = Both::new(roles, side, rx);
-        changed |= if full {
+        let read = if full {
             link.pump(&mut both)?
         } else {
             link.pump_if_due(&mut both)?
         }
         .changed;
+        changed |= read;
         // On a duplex channel, what the receiving side could not send yet
         // (a full socket or ring, HELLO not yet read) goes with this call
-        // too: either handle's calls keep the channel moving.
-        if roles.recv && rx.has_pending() {
-            rx.flush(link);
+        // too: either handle's calls keep the channel moving. So do the
+        // releases of a receiving side whose attachments were freed, and
+        // the hang-up a send of the receiving side found.
+        if roles.recv {
+            if rx.is_closed() {
+                rx.release_ring(link);
+            } else if rx.has_pending() {
+                rx.flush(link);
+            }
+            if !read && rx.found_peer_gone() && link.mark_gone() {
+                Both::new(roles, side, rx).gone(link);
+                changed = true;
+            }
         }
         if changed {
             self.hub.notify(g);
@@ -619,7 +630,11 @@ impl Registry {
         } else {
             deadline
         };
-        Ok((self.hub.wait(g, deadline)?, true))
+        // While the receiving side of a duplex channel has a full queue,
+        // nothing is read from the socket: a readable one must not end
+        // the sleep (only a change of state, or the deadline).
+        let socket = !g.s.link.roles().recv || g.s.rx.reads();
+        Ok((self.hub.wait_on(g, deadline, socket)?, true))
     }
 
     /// Sends one message, waiting up to `deadline` for room in the channel
@@ -633,7 +648,7 @@ impl Registry {
     ) -> Result<()> {
         let Conn { link, tx, rx } = st;
         let mut both = Both::new(link.roles(), tx, rx);
-        let drain = |l: &mut Link| l.pump(&mut both).map(|_| ());
+        let drain = |l: &mut Link| l.pump(&mut both).map(|p| p.changed);
         let r = link.send_blocking(bytes, fd, with_hello, deadline, drain);
         Self::sent(st, r)
     }
@@ -642,7 +657,7 @@ impl Registry {
     fn start_ring(st: &mut Conn, deadline: Deadline) -> Result<()> {
         let Conn { link, tx, rx } = st;
         let mut both = Both::new(link.roles(), tx, rx);
-        let r = link.start_ring(deadline, |l| l.pump(&mut both).map(|_| ()));
+        let r = link.start_ring(deadline, |l| l.pump(&mut both).map(|p| p.changed));
         Self::sent(st, r)
     }
 

@@ -8,11 +8,12 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
-use voxshm::Status::{PeerGone, Protocol, UnknownMap};
+use voxshm::Status::{PeerGone, Protocol, Timeout, UnknownMap};
 use voxshm::wire::{self, Ext};
-use voxshm::{Attachments, AttachmentsOptions, Channel, Ref, Registry, RegistryOptions};
+use voxshm::{Attachments, AttachmentsOptions, Channel, Kind, Ref, Registry, RegistryOptions};
 
 const LONG_MS: i64 = 20_000;
 
@@ -529,5 +530,242 @@ fn duplex_says_hello_with_both_roles() {
         let (bytes, fds) = recv_raw(theirs.raw(), 1000).expect("HELLO");
         assert!(fds.is_empty());
         assert_eq!(hex(&bytes), g, "ring={ring}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Both handles of one channel in one process: what one handle's state does
+// to the other's calls.
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: one valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// While the receiving side's queue is full (65,536 references nobody
+/// took yet), the link reads nothing, for either role. A registry call of
+/// the same duplex channel that waits (wait_idle, alloc, wait_released)
+/// sleeps without watching the socket, which stays readable: it must not
+/// spin through its timeout.
+#[test]
+fn duplex_registry_wait_does_not_spin_while_the_receiving_queue_is_full() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let (reg_l, att_l) = duplex(a, false);
+    let (reg_p, att_p) = duplex(b, false);
+    // L has one payload out that P holds: wait_idle must wait.
+    let x = reg_l.alloc(100, LONG_MS).unwrap();
+    reg_l.send(&x, 100, LONG_MS).unwrap();
+    let held = att_p.recv(LONG_MS).unwrap();
+    // Baseline: waiting 300 ms costs almost no CPU.
+    let c0 = thread_cpu();
+    assert_eq!(reg_l.wait_idle(300).unwrap_err().status, Timeout);
+    let idle_cpu = thread_cpu() - c0;
+    eprintln!("baseline wait_idle(300): cpu {idle_cpu:?}");
+
+    // P floods L with references L's user has not taken yet.
+    let reg_p = Arc::new(reg_p);
+    let r2 = reg_p.clone();
+    let flood = std::thread::spawn(move || {
+        for _ in 0..(65_536 + 64) {
+            let a = r2.alloc(1, LONG_MS).unwrap();
+            r2.send(&a, 1, LONG_MS).unwrap();
+        }
+    });
+    let t = Instant::now();
+    while att_l.stats().queued_refs < 65_536 {
+        att_l.poll().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(30));
+    }
+    flood.join().unwrap();
+    // P releases L's payload: its RELEASE is on the socket, behind the
+    // references L does not read.
+    att_p.release(&held).unwrap();
+
+    let c0 = thread_cpu();
+    let t0 = Instant::now();
+    let e = reg_l.wait_idle(1000).unwrap_err();
+    let (cpu, wall) = (thread_cpu() - c0, t0.elapsed());
+    eprintln!("wait_idle(1000) with the queue full: {e} wall {wall:?} cpu {cpu:?}");
+    assert!(
+        cpu < Duration::from_millis(200),
+        "registry wait spun: {cpu:?} CPU in {wall:?} ({e})"
+    );
+    drop((reg_l, att_l, att_p));
+}
+
+/// Freeing the attachments of a duplex channel while its registry lives
+/// on: the views it held are invalid, and the peer gets its leases on them
+/// back, and on what it sends afterwards.
+#[test]
+fn duplex_freeing_the_attachments_gives_the_peer_its_leases_back() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let (reg_l, att_l) = duplex(a, true);
+    let (reg_p, att_p) = duplex(b, true);
+    let x = reg_p.alloc(100, LONG_MS).unwrap();
+    reg_p.send(&x, 100, LONG_MS).unwrap();
+    let v = att_l.recv(LONG_MS).unwrap();
+    let r = v.r;
+    drop(att_l); // the view is invalid now; L keeps sending with reg_l
+    // L's registry goes on working, and so reads the channel.
+    let y = reg_l.alloc(10, LONG_MS).unwrap();
+    reg_l.send(&y, 10, LONG_MS).unwrap();
+    reg_l.poll().unwrap();
+    let res = reg_p.wait_released(&r, 500);
+    eprintln!("peer's wait_released after L freed its attachments: {res:?}");
+    let s = reg_p.stats();
+    eprintln!("peer registry: live_leases {} {:?}", s.live_leases, res);
+    assert!(
+        res.is_ok(),
+        "the peer's lease on a freed handle's view stays: {res:?}"
+    );
+    // What the peer sends afterwards comes back too (L's registry calls
+    // read the channel), and L maps nothing any more.
+    for _ in 0..10 {
+        let z = reg_p.alloc(1000, LONG_MS).unwrap();
+        reg_p.send(&z, 1000, LONG_MS).unwrap();
+    }
+    let t = Instant::now();
+    while reg_p.wait_idle(5).is_err() {
+        reg_l.poll().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", reg_p.stats());
+    }
+    assert_eq!(reg_p.stats().live_leases, 0);
+    drop((reg_l, reg_p, att_p));
+}
+
+/// DGRAM duplex: the receiving side finds the peer gone (its RELEASE
+/// fails with ECONNREFUSED); the registry of the same channel, waiting
+/// for the dead peer's releases, learns it too and reclaims.
+#[test]
+fn duplex_dgram_registry_learns_the_peer_gone_from_a_failed_release() {
+    let _s = serial();
+    let (a, b) = Channel::pair_of(Kind::Dgram).unwrap();
+    let (reg_l, att_l) = duplex(a, true);
+    let (reg_p, att_p) = duplex(b, true);
+    // L sends to P (P holds it), P sends to L (L holds it).
+    let x = reg_l.alloc(100, LONG_MS).unwrap();
+    reg_l.send(&x, 100, LONG_MS).unwrap();
+    let _held_by_p = att_p.recv(LONG_MS).unwrap();
+    let y = reg_p.alloc(100, LONG_MS).unwrap();
+    reg_p.send(&y, 100, LONG_MS).unwrap();
+    let v = att_l.recv(LONG_MS).unwrap();
+    drop((reg_p, att_p)); // P dies
+    // L's release finds P gone.
+    att_l.release(&v).unwrap();
+    let e = reg_l.wait_idle(300).unwrap_err();
+    eprintln!("registry after its attachments' release found the peer gone: {e}");
+    let live = reg_l.stats().live_leases;
+    // What any attachments call would have told it:
+    let _ = att_l.recv(0);
+    let e2 = reg_l.wait_idle(300).unwrap_err();
+    eprintln!("... and after one attachments call: {e2}");
+    assert_eq!(
+        (e.status, live),
+        (PeerGone, 0),
+        "the registry was not told: {e}"
+    );
+}
+
+/// Both sides send their first payload at once: each makes its own
+/// segment before it read the peer's. A side holding only its own segment
+/// still reads the socket for a non-blocking recv until the peer's
+/// SEGMENT came (no count in its own segment says it is there).
+#[test]
+fn duplex_first_reference_is_not_delayed_when_both_sides_start_at_once() {
+    let _s = serial();
+    let (a, b) = Channel::pair().unwrap();
+    let (reg_l, att_l) = duplex(a, true);
+    let (reg_p, att_p) = duplex(b, true);
+    // Both read the other's HELLO (as any first call does).
+    reg_l.poll().unwrap();
+    reg_p.poll().unwrap();
+    // Both allocate (regions announced), then both send: neither reads
+    // the socket in between (send reads nothing once HELLO was read).
+    let x = reg_l.alloc(100, LONG_MS).unwrap();
+    let y = reg_p.alloc(100, LONG_MS).unwrap();
+    reg_l.send(&x, 100, LONG_MS).unwrap();
+    reg_p.send(&y, 100, LONG_MS).unwrap();
+    assert!(reg_l.stats().ring && reg_p.stats().ring);
+    // L busy-polls (no fd watched), as a latency-minded user does.
+    let t = Instant::now();
+    let mut calls = 0;
+    let v = loop {
+        calls += 1;
+        match att_l.recv(0) {
+            Ok(v) => break v,
+            Err(e) if e.status == Timeout => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let took = t.elapsed();
+    eprintln!("first reference after {calls} recv(0) calls, {took:?}");
+    att_l.release(&v).unwrap();
+    drop((reg_l, att_l, reg_p, att_p));
+    assert!(calls <= 2, "{calls} calls, {took:?}");
+}
+
+/// Tight budget, small ring, no spinning, so every wait sleeps;
+/// each side has a sending thread (alloc waits for releases, send waits
+/// for room) and a receiving thread (recv sleeps), sharing one hub.
+#[test]
+fn duplex_two_threads_per_side_lose_no_wake_up() {
+    let _s = serial();
+    let n: u64 = std::env::var("STRESS_N")
+        .ok()
+        .map_or(20_000, |v| v.parse().unwrap());
+    let ring = std::env::var("STRESS_RING").map_or(true, |v| v == "1");
+    let (a, b) = Channel::pair().unwrap();
+    let ro = RegistryOptions {
+        region_size: 64 << 10,
+        budget: 64 << 10,
+        keep_warm: 64 << 10,
+        ring,
+        ring_capacity: 16,
+        spin_us: 0,
+        ..Default::default()
+    };
+    let ao = AttachmentsOptions {
+        spin_us: 0,
+        ..Default::default()
+    };
+    let mk = |c| voxshm::duplex(c, ro.clone(), ao.clone()).unwrap();
+    let (rl, al) = mk(a);
+    let (rp, ap) = mk(b);
+    let mut hs = vec![];
+    for (reg, att, name) in [(rl, al, "L"), (rp, ap, "P")] {
+        let reg = Arc::new(reg);
+        let att = Arc::new(att);
+        let r2 = reg.clone();
+        hs.push(std::thread::spawn(move || {
+            for i in 0..n {
+                let len = 1 + (i * 7919) % (16 << 10);
+                let a = r2
+                    .alloc(len, 5000)
+                    .unwrap_or_else(|e| panic!("{name} alloc {i}: {e}"));
+                r2.send(&a, len, 5000)
+                    .unwrap_or_else(|e| panic!("{name} send {i}: {e}"));
+            }
+            r2.wait_idle(5000)
+                .unwrap_or_else(|e| panic!("{name} wait_idle: {e}"));
+        }));
+        hs.push(std::thread::spawn(move || {
+            for i in 0..n {
+                let v = att
+                    .recv(5000)
+                    .unwrap_or_else(|e| panic!("{name} recv {i}: {e}"));
+                att.release(&v).unwrap();
+            }
+            drop(reg);
+        }));
+    }
+    for h in hs {
+        h.join().unwrap();
     }
 }

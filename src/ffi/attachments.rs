@@ -186,9 +186,11 @@ pub extern "C" fn voxshm_attachments_new(
 
 /// Frees the handle: closes the channel (the sender sees the receiver go
 /// and reclaims everything it leased) and unmaps every region. Every view
-/// from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`), the
-/// channel is closed and the regions unmapped when its registry is freed
-/// too. NULL is a no-op. No other thread may be using the handle.
+/// from it becomes invalid. Of a duplex channel (`voxshm_duplex_new`) whose
+/// registry lives on, the regions are unmapped and the views released to
+/// the peer at once, every payload the peer sends later is released as it
+/// arrives, and the channel closes when the registry is freed too. NULL is
+/// a no-op. No other thread may be using the handle.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_attachments_free(attachments: *mut voxshm_attachments) {
     free_handle(attachments)

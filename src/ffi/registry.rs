@@ -192,7 +192,9 @@ pub extern "C" fn voxshm_registry_new(
 /// Frees the registry: closes its channel (the receiver sees the sender
 /// go) and its regions. Allocations from it become invalid; views the
 /// receiver holds stay readable. Of a duplex channel (`voxshm_duplex_new`),
-/// the channel and regions are closed when its attachments are freed too.
+/// the channel and regions are closed when its attachments are freed too:
+/// until then the peer is not told (the payloads it holds stay readable,
+/// its `recv` sees `VOXSHM_PEER_GONE` only then).
 /// NULL is a no-op. No other thread may be using the registry.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_registry_free(registry: *mut voxshm_registry) {
