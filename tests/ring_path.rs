@@ -562,6 +562,11 @@ fn helper_ring_hostile_sender() {
             seg.put_u64(p, 1);
             std::process::exit(0);
         }
+        "garbage-exit" => {
+            // A broken ring, and the process ends at once.
+            seg.put_u64(p, 0xdead_beef_dead_beef);
+            std::process::exit(0);
+        }
         other => panic!("unknown scenario {other}"),
     }
     say("DONE");
@@ -589,6 +594,21 @@ fn ring_reference_from_a_sender_that_died_right_after_resolves() {
     assert_eq!((v.r.map_id, v.len), (2, 10));
     att.release(&v).unwrap();
     assert_eq!(att.recv(LONG_MS).unwrap_err().status, PeerGone);
+    drop(att);
+    assert_eq!(fd_count(), before, "no fd leaked");
+}
+
+/// A sender that broke its ring and died: the hang-up is read with the
+/// broken ring behind it, which poisons the link, and the receiver still
+/// unmaps what nobody views (its cleanup was skipped).
+#[test]
+fn ring_broken_at_the_senders_hang_up_still_unmaps() {
+    let _s = serial();
+    let (att, h, before) = hostile_sender("garbage-exit");
+    assert!(h.wait().success());
+    assert_eq!(att.poll().unwrap_err().status, Protocol);
+    let s = att.stats();
+    assert_eq!(s.mappings, 0, "{s:?}");
     drop(att);
     assert_eq!(fd_count(), before, "no fd leaked");
 }
