@@ -7,6 +7,7 @@ pub mod attachments;
 pub mod channel;
 pub(crate) mod conn;
 pub mod error;
+pub mod fanout;
 pub mod ffi;
 mod freelist;
 mod hash;
@@ -25,6 +26,7 @@ pub use attachments::{Attachments, AttachmentsOptions, AttachmentsStats, View};
 pub use channel::{Channel, Kind, Listener};
 pub use conn::duplex;
 pub use error::{Error, Result, Status};
+pub use fanout::{Fanout, FanoutStats, Policy, ReceiverOptions, ReceiverStats, Target};
 pub use region::Limits;
 pub use registry::{Allocation, Registry, RegistryOptions, RegistryStats};
 pub use wire::Ref;
@@ -34,4 +36,5 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Registry>();
     send_sync::<Attachments>();
+    send_sync::<Fanout>();
 };

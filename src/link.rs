@@ -813,6 +813,15 @@ impl Link {
         }
     }
 
+    /// Whether the reference ring this side's sender produces has room
+    /// (false without a segment).
+    pub fn ring_has_room(&mut self) -> Result<bool> {
+        let Some(seg) = &mut self.ring.out else {
+            return Ok(false);
+        };
+        seg.has_room().map_err(|e| self.ring_error(e))
+    }
+
     /// Whether the ring `role` consumes has an entry waiting.
     pub fn ring_has_entries(&mut self, role: Role) -> Result<bool> {
         let Some(seg) = self.segment(role) else {

@@ -280,6 +280,13 @@ impl Pool {
             .is_some_and(|s| s.generation == generation && s.retiring)
     }
 
+    /// A region's fd and length, to announce it.
+    pub fn region_fd(&self, map_id: u32) -> Option<(RawFd, u64)> {
+        self.regions
+            .get(&map_id)
+            .map(|s| (s.region.fd(), s.region.len()))
+    }
+
     /// Regions retiring, waiting for their acknowledgement.
     pub fn retiring(&self) -> usize {
         self.regions.values().filter(|s| s.retiring).count()

@@ -687,15 +687,7 @@ impl Registry {
     /// Allocates `len` bytes of payload space, waiting up to `timeout_ms`
     /// when the budget is exhausted.
     pub fn alloc(&self, len: u64, timeout_ms: i64) -> Result<Allocation> {
-        if len == 0 {
-            return Err(Error::new(Status::ZeroLength, "alloc of 0 bytes"));
-        }
-        if len > u32::MAX as u64 {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!("alloc of {len} bytes: a payload is at most 4 GiB - 1"),
-            ));
-        }
+        check_alloc_len(len)?;
         let mut deadline = LazyDeadline::after_ms(timeout_ms);
         let mut g = self.hub.lock();
         let (need, region_len) = g.s.tx.pool.sizes_for(len)?;
@@ -1167,6 +1159,20 @@ impl Registry {
         let _ = self.pump(&mut g, true);
         g.s.link.is_gone()
     }
+}
+
+/// An allocation's length must be 1 ..= 4 GiB - 1.
+pub(crate) fn check_alloc_len(len: u64) -> Result<()> {
+    if len == 0 {
+        return Err(Error::new(Status::ZeroLength, "alloc of 0 bytes"));
+    }
+    if len > u32::MAX as u64 {
+        return Err(Error::new(
+            Status::TooLarge,
+            format!("alloc of {len} bytes: a payload is at most 4 GiB - 1"),
+        ));
+    }
+    Ok(())
 }
 
 /// The error of a wait that ended without what it waited for: a

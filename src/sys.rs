@@ -234,3 +234,48 @@ pub fn fd_available(fd: RawFd) -> bool {
     drop(unsafe { OwnedFd::from_raw_fd(dup) });
     true
 }
+
+/// An epoll instance over sockets, itself pollable: readable while any of
+/// them is (a handle with many channels exposes it as its one fd).
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub fn new() -> Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last_os("epoll_create1"));
+        }
+        // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Watches `fd` for reading (and hang-up, which epoll always reports).
+    pub fn add(&self, fd: RawFd) -> Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: a valid epoll fd and a live epoll_event.
+        if unsafe { libc::epoll_ctl(self.raw(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(Error::last_os("epoll_ctl"));
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (closing it would too).
+    pub fn remove(&self, fd: RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: a valid epoll fd and a live epoll_event; failure (fd not
+        // watched) changes nothing.
+        unsafe { libc::epoll_ctl(self.raw(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    }
+}

@@ -1,0 +1,477 @@
+//! One sender, many receivers (`voxshm::fanout::Fanout`), across real
+//! processes: every receiver gets every payload under the wait policy; a
+//! slow receiver with limit 1 and the skip policy misses payloads and
+//! delays nobody; a receiver killed with payloads in flight frees exactly
+//! its share; a late joiner gets what is sent after it joined; a hostile
+//! receiver harms only itself; the budget holds; everything returns to the
+//! keep-warm level when the receivers leave.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use voxshm::Status::{InvalidArgument, PeerGone, ResourceExhausted};
+use voxshm::fanout::{Fanout, Policy, ReceiverOptions, Target};
+use voxshm::wire::{self, Ext};
+use voxshm::{Attachments, AttachmentsOptions, Channel, Ref, RegistryOptions};
+
+const LONG_MS: i64 = 20_000;
+
+fn opts() -> RegistryOptions {
+    RegistryOptions {
+        region_size: 1 << 20,
+        budget: 32 << 20,
+        keep_warm: 2 << 20,
+        ..Default::default()
+    }
+}
+
+fn wait() -> ReceiverOptions {
+    ReceiverOptions::default()
+}
+
+fn size(i: u64) -> u64 {
+    8 + (i * 7919) % (256 << 10)
+}
+
+/// Receives until the sender goes, checking every byte; says
+/// `GOT count gaps first last`. `$VOXSHM_TEST_DELAY_US`: sleeps that long
+/// per payload (a slow consumer); `$VOXSHM_TEST_HOLD`: holds that many
+/// payloads unreleased, says HELD, and waits (to be killed).
+#[test]
+fn helper_fanout_receiver() {
+    if role().as_deref() != Some("fanout-receiver") {
+        return;
+    }
+    let delay: u64 = std::env::var("VOXSHM_TEST_DELAY_US").map_or(0, |v| v.parse().unwrap());
+    let hold: usize = std::env::var("VOXSHM_TEST_HOLD").map_or(0, |v| v.parse().unwrap());
+    let att = Attachments::new(inherited_channel(), AttachmentsOptions::default()).unwrap();
+    say("READY");
+    let (mut count, mut gaps) = (0u64, 0u64);
+    let (mut first, mut last) = (None, None::<u64>);
+    let mut held = Vec::new();
+    loop {
+        let v = match att.recv(LONG_MS) {
+            Ok(v) => v,
+            Err(e) if e.status == PeerGone => break,
+            Err(e) => panic!("recv: {e}"),
+        };
+        // SAFETY: the view holds `v.len` readable bytes until released.
+        let i = unsafe { verify_indexed(v.data, v.len) }.unwrap();
+        assert_eq!(v.len, size(i), "payload {i}");
+        if let Some(l) = last {
+            assert!(i > l, "payload {i} after {l}");
+            gaps += u64::from(i != l + 1);
+        }
+        first.get_or_insert(i);
+        last = Some(i);
+        count += 1;
+        if held.len() < hold {
+            held.push(v);
+            if held.len() == hold {
+                say("HELD");
+                hear();
+            }
+            continue;
+        }
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        att.release(&v).unwrap();
+    }
+    say(&format!(
+        "GOT {count} {gaps} {} {}",
+        first.unwrap_or(u64::MAX),
+        last.unwrap_or(u64::MAX)
+    ));
+    hear();
+}
+
+struct Receiver {
+    h: Helper,
+    id: u32,
+}
+
+fn add(f: &Fanout, o: ReceiverOptions, envs: &[(&str, String)]) -> Receiver {
+    let (mine, theirs) = Channel::pair().unwrap();
+    let mut h = Helper::spawn(
+        "helper_fanout_receiver",
+        "fanout-receiver",
+        Some(theirs.raw()),
+        envs,
+    );
+    drop(theirs);
+    h.expect("READY");
+    let id = f.add_receiver(mine, o).map_err(|(e, _)| e).unwrap();
+    Receiver { h, id }
+}
+
+/// What a receiver said when the sender went: count, gaps, first, last.
+fn got(r: &mut Receiver) -> [u64; 4] {
+    let w: Vec<u64> =
+        r.h.expect("GOT")
+            .split(' ')
+            .map(|x| x.parse().unwrap())
+            .collect();
+    [w[0], w[1], w[2], w[3]]
+}
+
+fn send_range(f: &Fanout, range: std::ops::Range<u64>, target: Target) -> u64 {
+    let mut reached = 0;
+    for i in range {
+        let len = size(i);
+        let a = f.alloc(len, LONG_MS).unwrap();
+        // SAFETY: the allocation holds at least `len` writable bytes.
+        unsafe { fill_indexed(a.data, len, i) };
+        reached += u64::from(f.send(&a, len, target, LONG_MS).unwrap());
+    }
+    reached
+}
+
+/// Removes every receiver (each sees the sender go and reports) and
+/// returns what each got.
+fn finish(f: &Fanout, rs: &mut [Receiver]) -> Vec<[u64; 4]> {
+    let mut out = Vec::new();
+    for r in rs.iter_mut() {
+        f.remove_receiver(r.id).unwrap();
+        out.push(got(r));
+    }
+    for r in rs.iter_mut() {
+        r.h.tell("bye");
+    }
+    out
+}
+
+#[test]
+fn fanout_every_receiver_gets_every_payload_written_once() {
+    let _s = serial();
+    const N: u64 = 2000;
+    let before = fd_count();
+    let maps = mapping_count();
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs: Vec<Receiver> = (0..3).map(|_| add(&f, wait(), &[])).collect();
+    let reached = send_range(&f, 0..N, Target::All);
+    assert_eq!(reached, 3 * N);
+    f.wait_idle(LONG_MS).unwrap();
+    let s = f.stats();
+    // Written once: N payloads, 3N deliveries; every receiver used its ring.
+    assert_eq!((s.payloads_published, s.deliveries, s.skips), (N, 3 * N, 0));
+    assert!(s.mapped_bytes <= opts().budget, "{s:?}");
+    for r in &rs {
+        let st = f.receiver_stats(r.id).unwrap();
+        assert_eq!(
+            (st.delivered, st.released, st.in_flight),
+            (N, N, 0),
+            "{st:?}"
+        );
+        assert!(st.ring && st.ready && !st.gone, "{st:?}");
+    }
+    for g in finish(&f, &mut rs) {
+        assert_eq!(g, [N, 0, 0, N - 1], "every payload, in order, byte-exact");
+    }
+    // Back to the keep-warm level, then to nothing.
+    let s = f.stats();
+    assert!(s.mapped_bytes <= opts().keep_warm, "{s:?}");
+    assert_eq!(s.open_fds, s.regions + 2, "{s:?}");
+    for r in rs {
+        r.h.wait_success();
+    }
+    drop(f);
+    assert_eq!(fd_count(), before);
+    assert_eq!(mapping_count(), maps);
+}
+
+#[test]
+fn fanout_skip_receiver_with_limit_one_misses_payloads_and_delays_nobody() {
+    let _s = serial();
+    const N: u64 = 1500;
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs = vec![
+        add(&f, wait(), &[]),
+        add(&f, wait(), &[]),
+        add(
+            &f,
+            ReceiverOptions {
+                max_in_flight: 1,
+                policy: Policy::Skip,
+            },
+            &[("VOXSHM_TEST_DELAY_US", "2000".into())],
+        ),
+    ];
+    let slow = rs[2].id;
+    let mut max_held = 0;
+    for i in 0..N {
+        send_range(&f, i..i + 1, Target::All);
+        max_held = max_held.max(f.receiver_stats(slow).unwrap().in_flight);
+    }
+    f.wait_idle(LONG_MS).unwrap();
+    let st = f.receiver_stats(slow).unwrap();
+    assert_eq!(
+        max_held, 1,
+        "the latest-frame receiver never holds more than 1"
+    );
+    assert!(st.skipped > 0, "{st:?}");
+    assert_eq!(st.delivered + st.skipped, N, "{st:?}");
+    let s = f.stats();
+    assert_eq!(s.skips, st.skipped, "only the slow one skipped: {s:?}");
+    let g = finish(&f, &mut rs);
+    assert_eq!(g[0], [N, 0, 0, N - 1]);
+    assert_eq!(g[1], [N, 0, 0, N - 1]);
+    assert_eq!(g[2][0], st.delivered, "{:?}", g[2]);
+    assert!(g[2][1] > 0, "the slow one saw gaps: {:?}", g[2]);
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+#[test]
+fn fanout_killed_receiver_frees_exactly_its_share() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs = vec![
+        add(&f, wait(), &[]),
+        add(&f, wait(), &[]),
+        add(&f, wait(), &[("VOXSHM_TEST_HOLD", "10".into())]),
+    ];
+    send_range(&f, 0..10, Target::All);
+    rs[2].h.expect("HELD");
+    // The others released theirs; the holder's 10 keep the space.
+    let t = std::time::Instant::now();
+    while f.stats().live_payloads != 10 {
+        f.poll().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", f.stats());
+    }
+    let victim = rs.remove(2);
+    let id = victim.id;
+    assert!(!victim.h.kill9().success());
+    f.wait_idle(LONG_MS).unwrap();
+    let st = f.receiver_stats(id).unwrap();
+    assert_eq!(
+        (st.gone, st.reclaimed, st.in_flight),
+        (true, 10, 0),
+        "{st:?}"
+    );
+    assert_eq!(f.stats().live_payloads, 0);
+    // The others go on, unaffected; a send to the dead one says so.
+    assert_eq!(send_range(&f, 10..20, Target::All), 20);
+    let a = f.alloc(10, LONG_MS).unwrap();
+    assert_eq!(
+        f.send(&a, 10, Target::One(id), 0).unwrap_err().status,
+        PeerGone
+    );
+    f.abort(&a).unwrap();
+    f.remove_receiver(id).unwrap();
+    assert_eq!(f.remove_receiver(id).unwrap_err().status, InvalidArgument);
+    for g in finish(&f, &mut rs) {
+        assert_eq!(g, [20, 0, 0, 19]);
+    }
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+#[test]
+fn fanout_late_joiner_gets_what_is_sent_after_it_joined() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs = vec![add(&f, wait(), &[])];
+    // Regions exist before the second receiver joins.
+    send_range(&f, 0..300, Target::All);
+    rs.push(add(&f, wait(), &[]));
+    // Its HELLO: a waiting send waits for it.
+    send_range(&f, 300..600, Target::All);
+    f.wait_idle(LONG_MS).unwrap();
+    let g = finish(&f, &mut rs);
+    assert_eq!(g[0], [600, 0, 0, 599]);
+    assert_eq!(g[1], [300, 0, 300, 599]);
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+/// Each payload to one receiver, the one with the fewest in flight: a
+/// work queue. Every payload goes to exactly one.
+#[test]
+fn fanout_send_to_one_receiver_makes_a_work_queue() {
+    let _s = serial();
+    const N: u64 = 900;
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs: Vec<Receiver> = (0..3).map(|_| add(&f, wait(), &[])).collect();
+    for i in 0..N {
+        let to = rs
+            .iter()
+            .min_by_key(|r| f.receiver_stats(r.id).unwrap().in_flight)
+            .unwrap()
+            .id;
+        assert_eq!(send_range(&f, i..i + 1, Target::One(to)), 1);
+    }
+    f.wait_idle(LONG_MS).unwrap();
+    let s = f.stats();
+    assert_eq!((s.payloads_published, s.deliveries), (N, N));
+    let g = finish(&f, &mut rs);
+    assert_eq!(g.iter().map(|g| g[0]).sum::<u64>(), N, "{g:?}");
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+/// A tight budget and slow waiting receivers: the regions never go over
+/// the budget, whatever the receivers do.
+#[test]
+fn fanout_budget_is_never_exceeded() {
+    let _s = serial();
+    let o = RegistryOptions {
+        budget: 4 << 20,
+        region_size: 1 << 20,
+        ..opts()
+    };
+    let f = Fanout::new(o.clone()).unwrap();
+    let mut rs = vec![
+        add(&f, wait(), &[("VOXSHM_TEST_DELAY_US", "300".into())]),
+        add(&f, wait(), &[]),
+    ];
+    let mut most = 0;
+    for i in 0..400 {
+        send_range(&f, i..i + 1, Target::All);
+        most = most.max(f.stats().mapped_bytes);
+    }
+    assert!(most <= o.budget, "{most} > {}", o.budget);
+    f.wait_idle(LONG_MS).unwrap();
+    for g in finish(&f, &mut rs) {
+        assert_eq!(g, [400, 0, 0, 399]);
+    }
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+/// A receiver that speaks the protocol by hand: HELLO without the ring,
+/// then for each of the first `$VOXSHM_TEST_N` references: releases it
+/// twice and releases one it was never sent; then stops reading.
+#[test]
+fn helper_fanout_hostile_receiver() {
+    if role().as_deref() != Some("fanout-hostile") {
+        return;
+    }
+    let n: usize = env("VOXSHM_TEST_N").parse().unwrap();
+    let chan = inherited_channel();
+    let sock = chan.raw();
+    let hello = Ext::Hello {
+        version: wire::PROTOCOL_VERSION,
+        role: wire::ROLE_RECEIVER,
+        features: 0,
+    };
+    send_raw(sock, &hello.encode(), &[]).unwrap();
+    say("READY");
+    let mut seen = 0;
+    while seen < n {
+        let Some((bytes, _fds)) = recv_raw(sock, 10_000) else {
+            break;
+        };
+        if let Ok(Ext::Ref(r)) = Ext::decode(&bytes) {
+            let bogus = Ref {
+                map_offset: r.map_offset + 64,
+                ..r
+            };
+            let twice = Ext::Release(vec![r, r, bogus]).encode();
+            send_raw(sock, &twice, &[]).unwrap();
+            seen += 1;
+        }
+    }
+    say("STOPPED");
+    // Reads nothing more; keeps its socket open until told.
+    hear();
+    drop(chan);
+}
+
+#[test]
+fn fanout_hostile_receiver_harms_only_itself() {
+    let _s = serial();
+    const N: u64 = 600;
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs = vec![add(&f, wait(), &[]), add(&f, wait(), &[])];
+    let (mine, theirs) = Channel::pair().unwrap();
+    let mut hostile = Helper::spawn(
+        "helper_fanout_hostile_receiver",
+        "fanout-hostile",
+        Some(theirs.raw()),
+        &[("VOXSHM_TEST_N", "20".into())],
+    );
+    drop(theirs);
+    hostile.expect("READY");
+    let bad = f
+        .add_receiver(
+            mine,
+            // An untrusted receiver gets a limit: without one, one that
+            // stops reading holds space until the budget is gone.
+            ReceiverOptions {
+                max_in_flight: 32,
+                policy: Policy::Skip,
+            },
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    send_range(&f, 0..N, Target::All);
+    hostile.expect("STOPPED");
+    let st = f.receiver_stats(bad).unwrap();
+    // Each of its first 20: released once (the second time and the made-up
+    // one ignored); then it stopped reading and missed payloads once its
+    // socket was full, without slowing the others.
+    assert!(st.released >= 20, "{st:?}");
+    assert!(st.ignored_releases >= 40, "{st:?}");
+    assert_eq!(st.delivered, st.released + st.in_flight, "{st:?}");
+    assert_eq!(st.delivered + st.skipped, N, "{st:?}");
+    assert!(st.skipped > 0, "{st:?}");
+    assert!(st.in_flight <= 32, "{st:?}");
+    for r in &rs {
+        let s = f.receiver_stats(r.id).unwrap();
+        assert_eq!((s.delivered, s.skipped), (N, 0), "{s:?}");
+    }
+    // Removing it gives back what it holds.
+    f.remove_receiver(bad).unwrap();
+    f.wait_idle(LONG_MS).unwrap();
+    hostile.tell("bye");
+    hostile.wait_success();
+    for g in finish(&f, &mut rs) {
+        assert_eq!(g, [N, 0, 0, N - 1]);
+    }
+    for r in rs {
+        r.h.wait_success();
+    }
+}
+
+/// 64 receivers at once (here in this process), and not one more.
+#[test]
+fn fanout_feeds_64_receivers() {
+    let _s = serial();
+    let before = fd_count();
+    let f = Fanout::new(opts()).unwrap();
+    let mut atts = Vec::new();
+    for _ in 0..64 {
+        let (a, b) = Channel::pair().unwrap();
+        atts.push(Attachments::new(b, AttachmentsOptions::default()).unwrap());
+        f.add_receiver(a, wait()).map_err(|(e, _)| e).unwrap();
+    }
+    let (a, b) = Channel::pair().unwrap();
+    let (e, back) = f.add_receiver(a, wait()).unwrap_err();
+    assert_eq!(e.status, ResourceExhausted);
+    drop((back, b));
+    for i in 0..20u64 {
+        let a = f.alloc(1000, LONG_MS).unwrap();
+        // SAFETY: the allocation holds 1000 writable bytes.
+        unsafe { fill_indexed(a.data, 1000, i) };
+        // Every receiver's HELLO is read by the send, which waits for it.
+        assert_eq!(f.send(&a, 1000, Target::All, LONG_MS).unwrap(), 64);
+        for att in &atts {
+            let v = att.recv(LONG_MS).unwrap();
+            // SAFETY: the view holds 1000 readable bytes until released.
+            assert_eq!(unsafe { verify_indexed(v.data, v.len) }.unwrap(), i);
+            att.release(&v).unwrap();
+        }
+    }
+    f.wait_idle(LONG_MS).unwrap();
+    drop(atts);
+    drop(f);
+    assert_eq!(fd_count(), before);
+}
