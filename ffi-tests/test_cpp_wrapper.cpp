@@ -221,9 +221,40 @@ static void duplex() {
   EXPECT(status_of([&] { one_way.wait_idle(1000); }) == VOXSHM_PROTOCOL);
 }
 
+// One producer, two receivers in this process: written once, each gets
+// every payload; a fanout_allocation destroyed unsent gives its space back.
+static void fanout() {
+  voxshm::fanout f = voxshm::fanout::create();
+  auto p1 = voxshm::channel_pair();
+  auto p2 = voxshm::channel_pair();
+  voxshm::attachments a1(p1.second), a2(p2.second);
+  std::uint32_t id1 = f.add_receiver(p1.first);
+  voxshm_receiver_options skip = voxshm::fanout::receiver_options(1, VOXSHM_POLICY_SKIP);
+  std::uint32_t id2 = f.add_receiver(p2.first, &skip);
+  EXPECT(id1 != id2 && id1 != 0);
+  for (std::uint32_t i = 0; i < 50; i++) {
+    std::size_t len = 1 + (i * 4099u) % 100000u;
+    voxshm::fanout_allocation a = f.alloc(len, 1000);
+    fill(a.data(), len, i);
+    EXPECT(f.send(std::move(a), len, VOXSHM_ALL_RECEIVERS, 1000) == 2);
+    EXPECT(!a);
+    voxshm::view v1 = a1.recv(1000), v2 = a2.recv(1000);
+    EXPECT(v1.size() == len && same(v1.data(), len, i));
+    EXPECT(v2.size() == len && same(v2.data(), len, i));
+  }
+  { voxshm::fanout_allocation unused = f.alloc(100, 1000); }
+  EXPECT(f.wait_idle(5000));
+  voxshm_fanout_stats s = f.stats();
+  EXPECT(s.payloads_published == 50 && s.deliveries == 100 && s.allocations == 0);
+  EXPECT(f.receiver_stats(id2).delivered == 50);
+  f.remove_receiver(id1);
+  EXPECT(status_of([&] { f.remove_receiver(id1); }) == VOXSHM_INVALID_ARGUMENT);
+}
+
 int main() {
   EXPECT(voxshm::version() == voxshm_version());
   duplex();
+  fanout();
   timeouts();
   in_process();
   across_processes();

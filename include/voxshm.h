@@ -101,6 +101,46 @@
 #define VOXSHM_ABI_VERSION 1
 
 /**
+ * Receiver policy: a send waits (up to its timeout) while this receiver
+ * cannot take the payload (its `max_in_flight` reached, its ring full, or
+ * its HELLO not read yet).
+ */
+#define VOXSHM_POLICY_WAIT 0
+
+/**
+ * Receiver policy: this receiver misses a payload it cannot take now
+ * (counted in its `skipped`); the other receivers are not delayed. With
+ * `max_in_flight` 1: a "latest frame only" consumer.
+ */
+#define VOXSHM_POLICY_SKIP 1
+
+/**
+ * The `receiver` of `voxshm_fanout_send` that means every receiver
+ * (receiver ids start at 1).
+ */
+#define VOXSHM_ALL_RECEIVERS 0
+
+/**
+ * Most receivers one fan-out handle feeds at once.
+ */
+#define VOXSHM_FANOUT_MAX_RECEIVERS (uint32_t)MAX_RECEIVERS
+
+/**
+ * Size of the first version of `voxshm_receiver_options`.
+ */
+#define VOXSHM_RECEIVER_OPTIONS_V1_SIZE 16
+
+/**
+ * Size of the first version of `voxshm_receiver_stats`.
+ */
+#define VOXSHM_RECEIVER_STATS_V1_SIZE 80
+
+/**
+ * Size of the first version of `voxshm_fanout_stats`.
+ */
+#define VOXSHM_FANOUT_STATS_V1_SIZE 128
+
+/**
  * Length of an encoded MMAP_REF frame.
  */
 #define VOXSHM_REF_FRAME_LEN 32
@@ -349,6 +389,17 @@ typedef enum voxshm_log_level {
  * `voxshm_attachments_free`. Safe to use from several threads at once.
  */
 typedef struct voxshm_attachments voxshm_attachments;
+
+/**
+ * One producer, many receivers: a payload is written once and delivered
+ * to every receiver (or one chosen receiver); its space is reused when
+ * the last of them released it or went away. Create with
+ * `voxshm_fanout_new`, add receivers with `voxshm_fanout_add_receiver`,
+ * end with `voxshm_fanout_free`. Safe to use from several threads at once.
+ * Each receiver is an ordinary `voxshm_attachments` on the other end of
+ * its channel.
+ */
+typedef struct voxshm_fanout voxshm_fanout;
 
 /**
  * A listening socket on a path, for two unrelated processes to meet.
@@ -709,6 +760,27 @@ typedef struct voxshm_registry_options {
 } voxshm_registry_options;
 
 /**
+ * One receiver's terms. Fill with `voxshm_receiver_options_init`, then
+ * change fields. `struct_size` must stay as init set it.
+ */
+typedef struct voxshm_receiver_options {
+  /**
+   * `sizeof(voxshm_receiver_options)`, set by init.
+   */
+  size_t struct_size;
+  /**
+   * Most payloads this receiver may hold at once (default 0: no limit
+   * but the budget). Give an untrusted or slow receiver a limit: one
+   * that stops reading otherwise holds space until the budget is gone.
+   */
+  uint32_t max_in_flight;
+  /**
+   * `VOXSHM_POLICY_WAIT` (default) or `VOXSHM_POLICY_SKIP`.
+   */
+  uint32_t policy;
+} voxshm_receiver_options;
+
+/**
  * Payload space from `voxshm_registry_alloc`: `capacity` writable bytes at
  * `data`, owned by the caller until it is published, sent or aborted. The
  * other fields identify it to the registry; do not change them.
@@ -739,6 +811,135 @@ typedef struct voxshm_allocation {
    */
   uint64_t token;
 } voxshm_allocation;
+
+/**
+ * Counters of a fan-out handle, over all receivers. Set `struct_size`
+ * to `sizeof(voxshm_fanout_stats)` before calling
+ * `voxshm_fanout_get_stats`.
+ */
+typedef struct voxshm_fanout_stats {
+  /**
+   * Set by the caller to the size of this struct.
+   */
+  size_t struct_size;
+  /**
+   * Receivers added and not removed (gone ones included).
+   */
+  uint64_t receivers;
+  /**
+   * Of those, gone.
+   */
+  uint64_t receivers_gone;
+  /**
+   * Regions currently held.
+   */
+  uint64_t regions;
+  /**
+   * Bytes of those regions (never more than the budget).
+   */
+  uint64_t mapped_bytes;
+  /**
+   * Payloads some receiver still holds.
+   */
+  uint64_t live_payloads;
+  /**
+   * Allocations neither sent nor aborted.
+   */
+  uint64_t allocations;
+  /**
+   * File descriptors this handle holds.
+   */
+  uint64_t open_fds;
+  /**
+   * Payloads sent so far (each written once, whatever the receivers).
+   */
+  uint64_t payloads_published;
+  /**
+   * Bytes of those payloads.
+   */
+  uint64_t payload_bytes_published;
+  /**
+   * Deliveries (a payload that reached 3 receivers counts 3).
+   */
+  uint64_t deliveries;
+  /**
+   * Payloads receivers missed, over all receivers.
+   */
+  uint64_t skips;
+  /**
+   * Regions created so far.
+   */
+  uint64_t regions_created;
+  /**
+   * Regions retired so far.
+   */
+  uint64_t regions_retired;
+  /**
+   * Messages sent on all channels.
+   */
+  uint64_t messages_sent;
+  /**
+   * Messages received on all channels.
+   */
+  uint64_t messages_received;
+} voxshm_fanout_stats;
+
+/**
+ * One receiver's counters. Set `struct_size` to
+ * `sizeof(voxshm_receiver_stats)` before calling
+ * `voxshm_fanout_get_receiver_stats`.
+ */
+typedef struct voxshm_receiver_stats {
+  /**
+   * Set by the caller to the size of this struct.
+   */
+  size_t struct_size;
+  /**
+   * Payloads it holds now.
+   */
+  uint64_t in_flight;
+  /**
+   * Payloads delivered to it.
+   */
+  uint64_t delivered;
+  /**
+   * Payloads it missed (skip policy, or unreachable at the time).
+   */
+  uint64_t skipped;
+  /**
+   * Payloads it released.
+   */
+  uint64_t released;
+  /**
+   * Bytes of the payloads delivered to it.
+   */
+  uint64_t bytes_delivered;
+  /**
+   * Payloads it held when it went away (reclaimed).
+   */
+  uint64_t reclaimed;
+  /**
+   * Releases of payloads it did not hold (ignored).
+   */
+  uint64_t ignored_releases;
+  /**
+   * Its id.
+   */
+  uint32_t id;
+  /**
+   * 1 once its HELLO was read (sends reach it), while it is connected.
+   */
+  uint32_t ready;
+  /**
+   * 1 once it hung up or broke the protocol: nothing reaches it any
+   * more; remove it with `voxshm_fanout_remove_receiver`.
+   */
+  uint32_t gone;
+  /**
+   * 1 while references and releases go through its ring segment.
+   */
+  uint32_t ring;
+} voxshm_receiver_stats;
 
 /**
  * Counters and limits of a registry. Set `struct_size` to
@@ -1101,6 +1302,125 @@ enum voxshm_status voxshm_set_log_callback(voxshm_log_fn callback, void *user_da
  * room in the channel for HELLO), `VOXSHM_RESOURCE_EXHAUSTED`.
  */
 enum voxshm_status voxshm_duplex_new(int fd, const struct voxshm_registry_options *registry_options, const struct voxshm_attachments_options *attachments_options, struct voxshm_registry **out_registry, struct voxshm_attachments **out_attachments);
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ * Returns `VOXSHM_INVALID_ARGUMENT` for NULL.
+ */
+enum voxshm_status voxshm_receiver_options_init(struct voxshm_receiver_options *options);
+
+/**
+ * Creates a fan-out sender with no receiver yet. `options` (the
+ * registry's; NULL for the defaults) set the regions, budget, keep-warm,
+ * `max_in_flight_bytes` (over all receivers), ring and spin; vox
+ * compatibility is refused (`VOXSHM_UNSUPPORTED`). Returns
+ * `VOXSHM_INVALID_ARGUMENT`, `VOXSHM_UNSUPPORTED`,
+ * `VOXSHM_RESOURCE_EXHAUSTED`.
+ */
+enum voxshm_status voxshm_fanout_new(const struct voxshm_registry_options *options, struct voxshm_fanout **out_fanout);
+
+/**
+ * Frees the handle: closes every receiver's channel (each sees the
+ * sender go) and the regions; views receivers hold stay readable. NULL is
+ * a no-op. No other thread may be using the handle.
+ */
+void voxshm_fanout_free(struct voxshm_fanout *fanout);
+
+/**
+ * The one fd to poll for all receivers (an epoll fd): readable when a
+ * receiver sent releases or hung up; then call `voxshm_fanout_poll`. -1
+ * for NULL. The fd stays the handle's: do not close or read it.
+ */
+int voxshm_fanout_fd(const struct voxshm_fanout *fanout);
+
+/**
+ * Adds a receiver over the connected socket `fd` (from
+ * `voxshm_listener_accept`, `voxshm_channel_pair`, ...; the receiver is a
+ * `voxshm_attachments` at the other end) and writes its id (never reused,
+ * never 0) to `*out_id`. Does not wait, and delays no send to the other
+ * receivers: its HELLO is read by later calls, and payloads reach it from
+ * then on, each region's ATTACH before its first reference. On success
+ * the handle owns `fd`; on failure it is still the caller's. `options`
+ * may be NULL for the defaults. Returns `VOXSHM_INVALID_ARGUMENT`,
+ * `VOXSHM_RESOURCE_EXHAUSTED` (`VOXSHM_FANOUT_MAX_RECEIVERS` already: gone
+ * receivers count until removed).
+ */
+enum voxshm_status voxshm_fanout_add_receiver(const struct voxshm_fanout *fanout, int fd, const struct voxshm_receiver_options *options, uint32_t *out_id);
+
+/**
+ * Removes a receiver: what it holds comes back (the space once no other
+ * receiver holds it), its channel is closed (it sees the sender go).
+ * Returns `VOXSHM_INVALID_ARGUMENT` (unknown id).
+ */
+enum voxshm_status voxshm_fanout_remove_receiver(const struct voxshm_fanout *fanout, uint32_t id);
+
+/**
+ * Writes up to `capacity` receiver ids to `ids` and their number (all of
+ * them, which may be more than `capacity`) to `*out_count`. `ids` may be
+ * NULL when `capacity` is 0. Returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_receivers(const struct voxshm_fanout *fanout, uint32_t *ids, size_t capacity, size_t *out_count);
+
+/**
+ * Allocates `len` bytes of payload space (as `voxshm_registry_alloc`),
+ * waiting up to `timeout_ms` for receivers to release space. Returns
+ * `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE`, `VOXSHM_NO_SPACE`,
+ * `VOXSHM_RESOURCE_EXHAUSTED`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_alloc(const struct voxshm_fanout *fanout, size_t len, int64_t timeout_ms, struct voxshm_allocation *out_allocation);
+
+/**
+ * Sends the first `len` bytes of `allocation`, written once, to every
+ * receiver (`receiver` = `VOXSHM_ALL_RECEIVERS`) or to one (its id), and
+ * writes how many receivers got it to `*out_delivered` (may be NULL).
+ * Receivers with the wait policy that cannot take it now are waited for,
+ * up to `timeout_ms` (0: not at all; negative: forever;
+ * `VOXSHM_TIMEOUT_CONFIGURED`: `send_timeout_ms`); those with the skip
+ * policy miss it. 0 receivers is a success (its space is reused at once).
+ * On success the allocation is consumed; on failure nobody got it and it
+ * is still the caller's. A receiver found gone meanwhile just does not
+ * get it. Returns `VOXSHM_TIMEOUT` (a waiting receiver stayed full; the
+ * message names it), `VOXSHM_PEER_GONE` (the one receiver named is gone),
+ * `VOXSHM_INVALID_ALLOCATION`, `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE`,
+ * `VOXSHM_INVALID_ARGUMENT` (unknown receiver id).
+ */
+enum voxshm_status voxshm_fanout_send(const struct voxshm_fanout *fanout, const struct voxshm_allocation *allocation, size_t len, uint32_t receiver, int64_t timeout_ms, uint32_t *out_delivered);
+
+/**
+ * Gives back an allocation that was never sent. Returns
+ * `VOXSHM_INVALID_ALLOCATION`, `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_abort(const struct voxshm_fanout *fanout, const struct voxshm_allocation *allocation);
+
+/**
+ * Applies whatever the receivers sent (releases, acknowledgements,
+ * hang-ups) without waiting. Call it when `voxshm_fanout_fd` is readable.
+ * A receiver that went away or broke the protocol is cut off alone (see
+ * its stats); that is not an error of this call. Returns
+ * `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_poll(const struct voxshm_fanout *fanout);
+
+/**
+ * Waits up to `timeout_ms` until no receiver holds a payload and every
+ * retired region was acknowledged (what receivers that went away held was
+ * reclaimed, and counts as given back). Returns `VOXSHM_TIMEOUT`,
+ * `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_wait_idle(const struct voxshm_fanout *fanout, int64_t timeout_ms);
+
+/**
+ * Writes the handle's counters to `*out_stats` (whose `struct_size` the
+ * caller sets). Returns `VOXSHM_INVALID_ARGUMENT`.
+ */
+enum voxshm_status voxshm_fanout_get_stats(const struct voxshm_fanout *fanout, struct voxshm_fanout_stats *out_stats);
+
+/**
+ * Writes receiver `id`'s counters to `*out_stats` (whose `struct_size`
+ * the caller sets). Returns `VOXSHM_INVALID_ARGUMENT` (also for an
+ * unknown id).
+ */
+enum voxshm_status voxshm_fanout_get_receiver_stats(const struct voxshm_fanout *fanout, uint32_t id, struct voxshm_receiver_stats *out_stats);
 
 /**
  * Encodes `ref` as the 32-byte vox MMAP_REF frame into `out` (32 writable

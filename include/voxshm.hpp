@@ -161,17 +161,29 @@ class listener {
 };
 
 class registry;
+class fanout;
+
+namespace detail {
+inline voxshm_status abort_in(const voxshm_registry* r, const voxshm_allocation* a) {
+  return voxshm_registry_abort(r, a);
+}
+inline voxshm_status abort_in(const voxshm_fanout* f, const voxshm_allocation* a) {
+  return voxshm_fanout_abort(f, a);
+}
+}  // namespace detail
 
 /**
- * Payload space from registry::alloc. Write up to capacity() bytes at
- * data(), then hand it to registry::send or registry::publish. Destroyed
- * while still held, it gives the space back (abort).
+ * Payload space from registry::alloc (`allocation`) or fanout::alloc
+ * (`fanout_allocation`). Write up to capacity() bytes at data(), then hand
+ * it to send (or registry::publish). Destroyed while still held, it gives
+ * the space back (abort).
  */
-class allocation {
+template <typename Owner>
+class basic_allocation {
  public:
-  allocation() = default;
-  allocation(allocation&& o) noexcept : reg_(std::exchange(o.reg_, nullptr)), a_(o.a_) {}
-  allocation& operator=(allocation&& o) noexcept {
+  basic_allocation() = default;
+  basic_allocation(basic_allocation&& o) noexcept : reg_(std::exchange(o.reg_, nullptr)), a_(o.a_) {}
+  basic_allocation& operator=(basic_allocation&& o) noexcept {
     if (this != &o) {
       reset();
       reg_ = std::exchange(o.reg_, nullptr);
@@ -179,9 +191,9 @@ class allocation {
     }
     return *this;
   }
-  allocation(const allocation&) = delete;
-  allocation& operator=(const allocation&) = delete;
-  ~allocation() { reset(); }
+  basic_allocation(const basic_allocation&) = delete;
+  basic_allocation& operator=(const basic_allocation&) = delete;
+  ~basic_allocation() { reset(); }
 
   std::uint8_t* data() const noexcept { return reg_ ? a_.data : nullptr; }
   std::size_t capacity() const noexcept { return reg_ ? a_.capacity : 0; }
@@ -197,22 +209,28 @@ class allocation {
   /** Gives the space back now. */
   void abort() {
     if (reg_) {
-      const voxshm_registry* r = std::exchange(reg_, nullptr);
-      detail::check(voxshm_registry_abort(r, &a_));
+      const Owner* r = std::exchange(reg_, nullptr);
+      detail::check(detail::abort_in(r, &a_));
     }
   }
 
  private:
   friend class registry;
-  allocation(const voxshm_registry* r, const voxshm_allocation& a) : reg_(r), a_(a) {}
+  friend class fanout;
+  basic_allocation(const Owner* r, const voxshm_allocation& a) : reg_(r), a_(a) {}
   void reset() noexcept {
     if (reg_) {
-      voxshm_registry_abort(std::exchange(reg_, nullptr), &a_);
+      detail::abort_in(std::exchange(reg_, nullptr), &a_);
     }
   }
-  const voxshm_registry* reg_ = nullptr;
+  const Owner* reg_ = nullptr;
   voxshm_allocation a_{};
 };
+
+/** Payload space of a registry. */
+using allocation = basic_allocation<voxshm_registry>;
+/** Payload space of a fan-out sender. */
+using fanout_allocation = basic_allocation<voxshm_fanout>;
 
 /** The sender's side. Thread-safe; move-only. */
 class registry {
@@ -453,6 +471,106 @@ class attachments {
 
  private:
   voxshm_attachments* a_ = nullptr;
+};
+
+/**
+ * One producer, many receivers (see voxshm_fanout_new). Thread-safe;
+ * move-only. Each receiver is an `attachments` at the other end of its
+ * channel.
+ */
+class fanout {
+ public:
+  fanout() = default;
+  /** `options` (a registry's) may be null for defaults. */
+  explicit fanout(const voxshm_registry_options* options) {
+    detail::check(voxshm_fanout_new(options, &f_));
+  }
+  static fanout create(const voxshm_registry_options* options = nullptr) { return fanout(options); }
+  fanout(fanout&& o) noexcept : f_(std::exchange(o.f_, nullptr)) {}
+  fanout& operator=(fanout&& o) noexcept {
+    if (this != &o) {
+      voxshm_fanout_free(f_);
+      f_ = std::exchange(o.f_, nullptr);
+    }
+    return *this;
+  }
+  fanout(const fanout&) = delete;
+  fanout& operator=(const fanout&) = delete;
+  ~fanout() { voxshm_fanout_free(f_); }
+
+  /** Default receiver options: no limit, wait policy. */
+  static voxshm_receiver_options receiver_options(std::uint32_t max_in_flight = 0,
+                                                  std::uint32_t policy = VOXSHM_POLICY_WAIT) {
+    voxshm_receiver_options o{};
+    detail::check(voxshm_receiver_options_init(&o));
+    o.max_in_flight = max_in_flight;
+    o.policy = policy;
+    return o;
+  }
+
+  /** Takes the connected socket `fd` (on success only) as a new receiver. */
+  std::uint32_t add_receiver(int fd, const voxshm_receiver_options* options = nullptr) const {
+    std::uint32_t id = 0;
+    detail::check(voxshm_fanout_add_receiver(f_, fd, options, &id));
+    return id;
+  }
+  void remove_receiver(std::uint32_t id) const {
+    detail::check(voxshm_fanout_remove_receiver(f_, id));
+  }
+
+  fanout_allocation alloc(std::size_t len, std::int64_t timeout_ms = -1) const {
+    voxshm_allocation a{};
+    detail::check(voxshm_fanout_alloc(f_, len, timeout_ms, &a));
+    return fanout_allocation(f_, a);
+  }
+
+  /**
+   * Sends the first `len` bytes, written once, to every receiver
+   * (VOXSHM_ALL_RECEIVERS) or to one; returns how many got it. On success
+   * `a` is consumed; if this throws, nobody got it and `a` still holds it.
+   */
+  std::uint32_t send(fanout_allocation&& a, std::size_t len,
+                     std::uint32_t receiver = VOXSHM_ALL_RECEIVERS,
+                     std::int64_t timeout_ms = VOXSHM_TIMEOUT_CONFIGURED) const {
+    if (a.reg_ != f_) {
+      throw error(VOXSHM_INVALID_ALLOCATION, "allocation from another fanout");
+    }
+    std::uint32_t n = 0;
+    detail::check(voxshm_fanout_send(f_, &a.a_, len, receiver, timeout_ms, &n));
+    a.reg_ = nullptr;
+    return n;
+  }
+
+  void poll() const { detail::check(voxshm_fanout_poll(f_)); }
+
+  /** Waits until no receiver holds a payload; false on timeout. */
+  bool wait_idle(std::int64_t timeout_ms = -1) const {
+    voxshm_status s = voxshm_fanout_wait_idle(f_, timeout_ms);
+    if (s == VOXSHM_TIMEOUT) return false;
+    detail::check(s);
+    return true;
+  }
+
+  voxshm_fanout_stats stats() const {
+    voxshm_fanout_stats s{};
+    s.struct_size = sizeof s;
+    detail::check(voxshm_fanout_get_stats(f_, &s));
+    return s;
+  }
+  voxshm_receiver_stats receiver_stats(std::uint32_t id) const {
+    voxshm_receiver_stats s{};
+    s.struct_size = sizeof s;
+    detail::check(voxshm_fanout_get_receiver_stats(f_, id, &s));
+    return s;
+  }
+
+  /** The one fd to poll for all receivers (still owned by the handle). */
+  int fd() const noexcept { return voxshm_fanout_fd(f_); }
+  voxshm_fanout* get() const noexcept { return f_; }
+  explicit operator bool() const noexcept { return f_ != nullptr; }
+
+ private:
+  voxshm_fanout* f_ = nullptr;
 };
 
 /**

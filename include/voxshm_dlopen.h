@@ -72,6 +72,34 @@ typedef const char * (*voxshm_last_error_fn)(void);
 typedef enum voxshm_status (*voxshm_set_log_callback_fn)(voxshm_log_fn callback, void *user_data, int max_level);
 /** The type of `voxshm_duplex_new`. */
 typedef enum voxshm_status (*voxshm_duplex_new_fn)(int fd, const struct voxshm_registry_options *registry_options, const struct voxshm_attachments_options *attachments_options, struct voxshm_registry **out_registry, struct voxshm_attachments **out_attachments);
+/** The type of `voxshm_receiver_options_init`. */
+typedef enum voxshm_status (*voxshm_receiver_options_init_fn)(struct voxshm_receiver_options *options);
+/** The type of `voxshm_fanout_new`. */
+typedef enum voxshm_status (*voxshm_fanout_new_fn)(const struct voxshm_registry_options *options, struct voxshm_fanout **out_fanout);
+/** The type of `voxshm_fanout_free`. */
+typedef void (*voxshm_fanout_free_fn)(struct voxshm_fanout *fanout);
+/** The type of `voxshm_fanout_fd`. */
+typedef int (*voxshm_fanout_fd_fn)(const struct voxshm_fanout *fanout);
+/** The type of `voxshm_fanout_add_receiver`. */
+typedef enum voxshm_status (*voxshm_fanout_add_receiver_fn)(const struct voxshm_fanout *fanout, int fd, const struct voxshm_receiver_options *options, uint32_t *out_id);
+/** The type of `voxshm_fanout_remove_receiver`. */
+typedef enum voxshm_status (*voxshm_fanout_remove_receiver_fn)(const struct voxshm_fanout *fanout, uint32_t id);
+/** The type of `voxshm_fanout_receivers`. */
+typedef enum voxshm_status (*voxshm_fanout_receivers_fn)(const struct voxshm_fanout *fanout, uint32_t *ids, size_t capacity, size_t *out_count);
+/** The type of `voxshm_fanout_alloc`. */
+typedef enum voxshm_status (*voxshm_fanout_alloc_fn)(const struct voxshm_fanout *fanout, size_t len, int64_t timeout_ms, struct voxshm_allocation *out_allocation);
+/** The type of `voxshm_fanout_send`. */
+typedef enum voxshm_status (*voxshm_fanout_send_fn)(const struct voxshm_fanout *fanout, const struct voxshm_allocation *allocation, size_t len, uint32_t receiver, int64_t timeout_ms, uint32_t *out_delivered);
+/** The type of `voxshm_fanout_abort`. */
+typedef enum voxshm_status (*voxshm_fanout_abort_fn)(const struct voxshm_fanout *fanout, const struct voxshm_allocation *allocation);
+/** The type of `voxshm_fanout_poll`. */
+typedef enum voxshm_status (*voxshm_fanout_poll_fn)(const struct voxshm_fanout *fanout);
+/** The type of `voxshm_fanout_wait_idle`. */
+typedef enum voxshm_status (*voxshm_fanout_wait_idle_fn)(const struct voxshm_fanout *fanout, int64_t timeout_ms);
+/** The type of `voxshm_fanout_get_stats`. */
+typedef enum voxshm_status (*voxshm_fanout_get_stats_fn)(const struct voxshm_fanout *fanout, struct voxshm_fanout_stats *out_stats);
+/** The type of `voxshm_fanout_get_receiver_stats`. */
+typedef enum voxshm_status (*voxshm_fanout_get_receiver_stats_fn)(const struct voxshm_fanout *fanout, uint32_t id, struct voxshm_receiver_stats *out_stats);
 /** The type of `voxshm_ref_encode`. */
 typedef enum voxshm_status (*voxshm_ref_encode_fn)(const struct voxshm_ref *reference, uint8_t *out_frame);
 /** The type of `voxshm_ref_decode`. */
@@ -134,6 +162,20 @@ typedef struct voxshm_api {
   voxshm_last_error_fn last_error;
   voxshm_set_log_callback_fn set_log_callback;
   voxshm_duplex_new_fn duplex_new;
+  voxshm_receiver_options_init_fn receiver_options_init;
+  voxshm_fanout_new_fn fanout_new;
+  voxshm_fanout_free_fn fanout_free;
+  voxshm_fanout_fd_fn fanout_fd;
+  voxshm_fanout_add_receiver_fn fanout_add_receiver;
+  voxshm_fanout_remove_receiver_fn fanout_remove_receiver;
+  voxshm_fanout_receivers_fn fanout_receivers;
+  voxshm_fanout_alloc_fn fanout_alloc;
+  voxshm_fanout_send_fn fanout_send;
+  voxshm_fanout_abort_fn fanout_abort;
+  voxshm_fanout_poll_fn fanout_poll;
+  voxshm_fanout_wait_idle_fn fanout_wait_idle;
+  voxshm_fanout_get_stats_fn fanout_get_stats;
+  voxshm_fanout_get_receiver_stats_fn fanout_get_receiver_stats;
   voxshm_ref_encode_fn ref_encode;
   voxshm_ref_decode_fn ref_decode;
   voxshm_registry_options_init_fn registry_options_init;
@@ -244,6 +286,48 @@ static inline const char *voxshm_api_load(void *lib, voxshm_api *api) {
   sym = dlsym(lib, "voxshm_duplex_new");
   if (sym == NULL) return "voxshm_duplex_new";
   memcpy(&api->duplex_new, &sym, sizeof api->duplex_new);
+  sym = dlsym(lib, "voxshm_receiver_options_init");
+  if (sym == NULL) return "voxshm_receiver_options_init";
+  memcpy(&api->receiver_options_init, &sym, sizeof api->receiver_options_init);
+  sym = dlsym(lib, "voxshm_fanout_new");
+  if (sym == NULL) return "voxshm_fanout_new";
+  memcpy(&api->fanout_new, &sym, sizeof api->fanout_new);
+  sym = dlsym(lib, "voxshm_fanout_free");
+  if (sym == NULL) return "voxshm_fanout_free";
+  memcpy(&api->fanout_free, &sym, sizeof api->fanout_free);
+  sym = dlsym(lib, "voxshm_fanout_fd");
+  if (sym == NULL) return "voxshm_fanout_fd";
+  memcpy(&api->fanout_fd, &sym, sizeof api->fanout_fd);
+  sym = dlsym(lib, "voxshm_fanout_add_receiver");
+  if (sym == NULL) return "voxshm_fanout_add_receiver";
+  memcpy(&api->fanout_add_receiver, &sym, sizeof api->fanout_add_receiver);
+  sym = dlsym(lib, "voxshm_fanout_remove_receiver");
+  if (sym == NULL) return "voxshm_fanout_remove_receiver";
+  memcpy(&api->fanout_remove_receiver, &sym, sizeof api->fanout_remove_receiver);
+  sym = dlsym(lib, "voxshm_fanout_receivers");
+  if (sym == NULL) return "voxshm_fanout_receivers";
+  memcpy(&api->fanout_receivers, &sym, sizeof api->fanout_receivers);
+  sym = dlsym(lib, "voxshm_fanout_alloc");
+  if (sym == NULL) return "voxshm_fanout_alloc";
+  memcpy(&api->fanout_alloc, &sym, sizeof api->fanout_alloc);
+  sym = dlsym(lib, "voxshm_fanout_send");
+  if (sym == NULL) return "voxshm_fanout_send";
+  memcpy(&api->fanout_send, &sym, sizeof api->fanout_send);
+  sym = dlsym(lib, "voxshm_fanout_abort");
+  if (sym == NULL) return "voxshm_fanout_abort";
+  memcpy(&api->fanout_abort, &sym, sizeof api->fanout_abort);
+  sym = dlsym(lib, "voxshm_fanout_poll");
+  if (sym == NULL) return "voxshm_fanout_poll";
+  memcpy(&api->fanout_poll, &sym, sizeof api->fanout_poll);
+  sym = dlsym(lib, "voxshm_fanout_wait_idle");
+  if (sym == NULL) return "voxshm_fanout_wait_idle";
+  memcpy(&api->fanout_wait_idle, &sym, sizeof api->fanout_wait_idle);
+  sym = dlsym(lib, "voxshm_fanout_get_stats");
+  if (sym == NULL) return "voxshm_fanout_get_stats";
+  memcpy(&api->fanout_get_stats, &sym, sizeof api->fanout_get_stats);
+  sym = dlsym(lib, "voxshm_fanout_get_receiver_stats");
+  if (sym == NULL) return "voxshm_fanout_get_receiver_stats";
+  memcpy(&api->fanout_get_receiver_stats, &sym, sizeof api->fanout_get_receiver_stats);
   sym = dlsym(lib, "voxshm_ref_encode");
   if (sym == NULL) return "voxshm_ref_encode";
   memcpy(&api->ref_encode, &sym, sizeof api->ref_encode);

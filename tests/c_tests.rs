@@ -186,7 +186,8 @@ macro_rules! c_tests {
 }
 
 c_tests!(
-    happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes, duplex
+    happy_path, fork_peer, exec_peer, misuse, statuses, threads, logging, version, modes, duplex,
+    fanout
 );
 
 /// The multithreaded test under ThreadSanitizer.
