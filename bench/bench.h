@@ -183,6 +183,15 @@ typedef struct case_result {
 /* Each mechanism runs one whole case: it sets up its channel, forks the
  * consumer, runs the producer, collects the consumer's report. */
 int mech_voxshm(const bench_plan *pl, case_result *res);
+/* One producer, n consumer processes reading the same stream (voxshm
+ * fan-out): per[i] is receiver i's case; cost says what the producer paid
+ * per payload. */
+#define FANOUT_MAX 16
+typedef struct fanout_cost {
+  double calls_us; /* alloc + send, per measured payload */
+  double cpu_us;   /* the producer process's CPU (user + system), per payload */
+} fanout_cost;
+int mech_fanout(const bench_plan *pl, int n, case_result *per, fanout_cost *cost);
 int mech_unix_stream(const bench_plan *pl, case_result *res);
 int mech_pipe(const bench_plan *pl, case_result *res);
 int mech_memfd(const bench_plan *pl, case_result *res);

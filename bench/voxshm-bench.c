@@ -5,7 +5,7 @@
  *
  *   voxshm-bench [--quick] [--csv PATH] [--sizes LIST] [--mechanisms LIST]
  *                [--modes LIST] [--cpus P,C | --no-pin] [--default-buffers] [--slots N]
- *                [--min-inflight SIZE]
+ *                [--min-inflight SIZE] [--receivers LIST]
  *
  * See docs/benchmarks.md for what is measured and how to read it.
  */
@@ -45,7 +45,7 @@ static const char *MODE_NAMES[] = {"transport", "full"};
 static const uint64_t DEFAULT_SIZES[] = {4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 256 * MiB};
 
 #define MAX_SIZES 16
-#define MAX_CASES (N_MECHS * 2 * MAX_SIZES)
+#define MAX_CASES (N_MECHS * 2 * MAX_SIZES + 2 * MAX_SIZES * 64)
 
 typedef struct options {
   bool quick;
@@ -59,6 +59,8 @@ typedef struct options {
   size_t n_sizes;
   bool mech_on[N_MECHS];
   bool mode_on[2];
+  int receivers[8]; /* --receivers: fan-out with these numbers of receivers */
+  size_t n_receivers;
 } options;
 
 static void usage(FILE *f) {
@@ -66,7 +68,7 @@ static void usage(FILE *f) {
           "usage: voxshm-bench [--quick] [--csv PATH] [--sizes LIST] [--mechanisms LIST]\n"
           "                    [--modes LIST] [--cpus P,C | --no-pin] [--default-buffers]\n"
           "                    [--slots N]\n"
-          "                    [--min-inflight SIZE]\n"
+          "                    [--min-inflight SIZE] [--receivers LIST]\n"
           "\n"
           "  --quick             short warm-up and measuring windows (under a minute)\n"
           "  --csv PATH          also write the results as CSV to PATH\n"
@@ -80,7 +82,11 @@ static void usage(FILE *f) {
           "                      the largest an unprivileged process may set\n"
           "  --slots N           payloads voxshm and memfd-per-message keep in flight\n"
           "                      (default 4) ...\n"
-          "  --min-inflight SIZE ... but at least this many bytes (default 4M)\n");
+          "  --min-inflight SIZE ... but at least this many bytes (default 4M)\n"
+          "  --receivers LIST    fan-out: one producer and N consumer processes reading the\n"
+          "                      same stream, for each N of LIST (e.g. 2,4; at most 16),\n"
+          "                      beside N = 1 in the same run; per-receiver and total\n"
+          "                      figures (without --mechanisms, only these cases run)\n");
 }
 
 /* Splits a comma-separated list in place and calls f on every item. */
@@ -107,6 +113,15 @@ static bool add_mech(const char *s, options *o) {
     }
   }
   return false;
+}
+
+static bool add_receivers(const char *s, options *o) {
+  int n = atoi(s);
+  if (n < 1 || n > FANOUT_MAX || o->n_receivers >= 8) {
+    return false;
+  }
+  o->receivers[o->n_receivers++] = n;
+  return true;
 }
 
 static bool add_mode(const char *s, options *o) {
@@ -166,6 +181,10 @@ static int parse_args(int argc, char **argv, options *o) {
       if (!each_item(argv[++i], add_mech, o)) {
         return -1;
       }
+    } else if (strcmp(a, "--receivers") == 0 && has_value) {
+      if (!each_item(argv[++i], add_receivers, o)) {
+        return -1;
+      }
     } else if (strcmp(a, "--modes") == 0 && has_value) {
       modes = true;
       if (!each_item(argv[++i], add_mode, o)) {
@@ -185,7 +204,7 @@ static int parse_args(int argc, char **argv, options *o) {
       o->sizes[o->n_sizes++] = DEFAULT_SIZES[i];
     }
   }
-  for (size_t i = 0; !mechs && i < N_MECHS; i++) {
+  for (size_t i = 0; !mechs && o->n_receivers == 0 && i < N_MECHS; i++) {
     o->mech_on[i] = true;
   }
   if (!modes) {
@@ -411,6 +430,112 @@ static void print_bar(const case_result *rs, size_t n) {
   }
 }
 
+/* Names of the fan-out rows, kept for the CSV. */
+static char fanout_names[256][32];
+static size_t n_fanout_names;
+
+static const char *fanout_name(int n, int receiver) {
+  if (n_fanout_names >= sizeof fanout_names / sizeof fanout_names[0]) {
+    return "fanout";
+  }
+  char *s = fanout_names[n_fanout_names++];
+  if (receiver < 0) {
+    snprintf(s, sizeof fanout_names[0], "fanout%d_total", n);
+  } else {
+    snprintf(s, sizeof fanout_names[0], "fanout%d_r%d", n, receiver);
+  }
+  return s;
+}
+
+/* Fan-out: for each mode and size, one producer with 1 receiver, then
+ * with each N of --receivers, every receiver its own process reading the
+ * same stream. One row per receiver (and a total: the sum of their GB/s)
+ * in the table and the CSV, then what each N costs the producer. */
+static int run_fanout(const options *o, case_result *results, size_t *n, size_t cap) {
+  int failures = 0;
+  printf("\nfan-out: one producer, N consumer processes reading the same stream (each payload "
+         "written once); every consumer on CPU %d when pinned\n",
+         o->cpu_rx);
+  printf("%-9s  %8s  %3s  %-14s  %8s  %10s  %10s  %8s  %9s\n", "mode", "payload", "N",
+         "receiver", "messages", "median_us", "p99_us", "GB/s", "vs N=1");
+  for (int mode = 0; mode < 2; mode++) {
+    if (!o->mode_on[mode]) {
+      continue;
+    }
+    for (size_t si = 0; si < o->n_sizes; si++) {
+      bench_plan pl = make_plan(o, mode, o->sizes[si]);
+      char sz[32];
+      bench_size_label(pl.payload, sz, sizeof sz);
+      int ns[9] = {1};
+      size_t k = 1;
+      for (size_t i = 0; i < o->n_receivers; i++) {
+        if (o->receivers[i] != 1) {
+          ns[k++] = o->receivers[i];
+        }
+      }
+      double single = 0, cost1 = 0;
+      for (size_t j = 0; j < k; j++) {
+        int nr = ns[j];
+        case_result per[FANOUT_MAX];
+        memset(per, 0, sizeof per);
+        fanout_cost cost = {0, 0};
+        fprintf(stderr, "fan-out %s %s N=%d ...", MODE_NAMES[mode], sz, nr);
+        bench_clear_error();
+        uint64_t t0 = bench_now_ns();
+        if (mech_fanout(&pl, nr, per, &cost) != 0) {
+          fprintf(stderr, " FAILED: %s\n", bench_error());
+          failures++;
+          continue;
+        }
+        fprintf(stderr, " %.2f s\n", (double)(bench_now_ns() - t0) / 1e9);
+        double total = 0, lo = 0;
+        for (int r = 0; r < nr; r++) {
+          per[r].mechanism = fanout_name(nr, r);
+          total += per[r].gbps;
+          lo = r == 0 || per[r].gbps < lo ? per[r].gbps : lo;
+          if (per[r].bad != 0) {
+            fprintf(stderr, "voxshm-bench: fan-out N=%d receiver %d: %llu bad payloads\n", nr, r,
+                    (unsigned long long)per[r].bad);
+            failures++;
+          }
+          if (nr == 1) {
+            single = per[r].gbps;
+          }
+          char ratio[32] = "-";
+          if (single > 0) {
+            snprintf(ratio, sizeof ratio, "%.2fx", per[r].gbps / single);
+          }
+          printf("%-9s  %8s  %3d  %-14d  %8llu  %10.3f  %10.3f  %8.3f  %9s\n", MODE_NAMES[mode],
+                 sz, nr, r, (unsigned long long)per[r].messages, per[r].median_us,
+                 per[r].p99_us, per[r].gbps, ratio);
+          if (*n < cap) {
+            results[(*n)++] = per[r];
+          }
+        }
+        if (nr == 1) {
+          cost1 = cost.calls_us;
+        }
+        case_result tot = per[0];
+        tot.mechanism = fanout_name(nr, -1);
+        tot.gbps = total;
+        if (*n < cap) {
+          results[(*n)++] = tot;
+        }
+        printf("%-9s  %8s  %3d  %-14s  total %.3f GB/s; slowest receiver %.2fx of N=1; producer "
+               "alloc+send %.3f us/payload",
+               MODE_NAMES[mode], sz, nr, "", total, single > 0 ? lo / single : 0,
+               cost.calls_us);
+        if (nr > 1 && cost1 > 0) {
+          printf(" (+%.3f us per added receiver)", (cost.calls_us - cost1) / (nr - 1));
+        }
+        printf(", producer CPU %.3f us/payload\n", cost.cpu_us);
+        fflush(stdout);
+      }
+    }
+  }
+  return failures;
+}
+
 int main(int argc, char **argv) {
   options o;
   if (parse_args(argc, argv, &o) != 0) {
@@ -493,6 +618,9 @@ int main(int argc, char **argv) {
         print_row(&r, &MECHS[m], find(results, n, "voxshm", mode, pl.payload));
       }
     }
+  }
+  if (o.n_receivers > 0) {
+    failures += run_fanout(&o, results, &n, MAX_CASES);
   }
   double elapsed = (double)(bench_now_ns() - t_start) / 1e9;
   double other_run = other_pct(run0, cpu_now());

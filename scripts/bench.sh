@@ -47,7 +47,7 @@ build() {
   "${CC:-cc}" -std=c11 -O2 -Wall -Wextra -Iinclude "$@" bench/bench.c \
     -L"$lib" -Wl,-rpath,"$lib" -lvoxshm -o "$out/$name"
 }
-build voxshm-bench bench/voxshm-bench.c bench/mech_voxshm.c bench/mech_kernel.c
+build voxshm-bench bench/voxshm-bench.c bench/mech_voxshm.c bench/mech_kernel.c bench/mech_fanout.c
 build voxshm-latency bench/voxshm-latency.c bench/latency.c bench/lat_voxshm.c bench/lat_floors.c \
   bench/mech_voxshm.c
 
