@@ -33,8 +33,9 @@ use crate::wire::{Attach, Ext, Ref};
 pub const MAX_RECEIVERS: usize = 64;
 
 /// What a send does with a receiver that cannot take a payload now (its
-/// limit of payloads in flight is reached, its ring is full, or it has not
-/// said HELLO yet).
+/// limit of payloads in flight is reached, or its ring is full). A
+/// receiver whose HELLO was not read yet is not sent to at all: a
+/// connection that never says it delays nobody.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// The send waits for it, up to its timeout.
@@ -498,7 +499,6 @@ fn retire_idle(core: &mut Core, peers: &mut [Peer], keep: u64) {
 /// Why a receiver cannot take a payload now.
 #[derive(Clone, Copy, Debug)]
 enum NotReady {
-    NoHello,
     Limit,
     RingFull,
 }
@@ -561,8 +561,10 @@ impl Fanout {
     }
 
     /// Adds a receiver over `chan` and returns its id (never reused). Does
-    /// not wait: the receiver's HELLO is read by later calls, and sends
-    /// reach it from then on. On failure the channel is given back.
+    /// not wait: the receiver's HELLO is read now if it is there, or by a
+    /// later call, and sends reach it from then on (one that never says it
+    /// gets nothing and delays nobody). On failure the channel is given
+    /// back.
     pub fn add_receiver(
         &self,
         chan: Channel,
@@ -843,7 +845,6 @@ impl Fanout {
             };
             if deadline.get().expired() {
                 let why = match why {
-                    NotReady::NoHello => "has not said HELLO yet".to_string(),
                     NotReady::Limit => {
                         let p = g.s.peers.iter().find(|p| p.id == id).expect("listed");
                         format!("holds {} payloads, its max_in_flight", p.st.in_flight)
@@ -906,34 +907,37 @@ impl Fanout {
             if p.dead || matches!(target, Target::One(id) if id != p.id) {
                 continue;
             }
-            let why = if !p.link.peer_said_hello() {
-                Some(NotReady::NoHello)
-            } else if p.opts.max_in_flight > 0 && p.st.in_flight >= u64::from(p.opts.max_in_flight)
-            {
-                Some(NotReady::Limit)
-            } else {
-                if !p.link.ring_active(Role::Sender) {
-                    let Peer { link, st, slot, .. } = p;
-                    let started = link.start_ring(deadline, |l| {
-                        l.pump(&mut PeerEnd {
-                            core,
-                            st,
-                            slot: *slot,
-                        })
-                        .map(|x| x.changed)
-                    });
-                    if started.is_err() {
-                        kill(core, epoll, p);
-                        continue;
-                    }
-                }
-                if p.link.ring_active(Role::Sender) && !p.link.ring_has_room()? {
-                    room |= p.bit();
-                    Some(NotReady::RingFull)
+            if !p.link.peer_said_hello() {
+                // Not a receiver yet: payloads reach it from the first send
+                // after its HELLO was read.
+                continue;
+            }
+            let why =
+                if p.opts.max_in_flight > 0 && p.st.in_flight >= u64::from(p.opts.max_in_flight) {
+                    Some(NotReady::Limit)
                 } else {
-                    None
-                }
-            };
+                    if !p.link.ring_active(Role::Sender) {
+                        let Peer { link, st, slot, .. } = p;
+                        let started = link.start_ring(deadline, |l| {
+                            l.pump(&mut PeerEnd {
+                                core,
+                                st,
+                                slot: *slot,
+                            })
+                            .map(|x| x.changed)
+                        });
+                        if started.is_err() {
+                            kill(core, epoll, p);
+                            continue;
+                        }
+                    }
+                    if p.link.ring_active(Role::Sender) && !p.link.ring_has_room()? {
+                        room |= p.bit();
+                        Some(NotReady::RingFull)
+                    } else {
+                        None
+                    }
+                };
             match (why, p.opts.policy) {
                 (None, _) => ready |= p.bit(),
                 (Some(_), Policy::Skip) => skip |= p.bit(),

@@ -475,3 +475,34 @@ fn fanout_feeds_64_receivers() {
     drop(f);
     assert_eq!(fd_count(), before);
 }
+
+/// A connection that never says HELLO (accepted, never a receiver) delays
+/// no send to the others, whatever its policy, and gets nothing.
+#[test]
+fn fanout_a_silent_connection_delays_nobody() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs = vec![add(&f, wait(), &[])];
+    let (mine, silent) = Channel::pair().unwrap();
+    let quiet = f.add_receiver(mine, wait()).map_err(|(e, _)| e).unwrap();
+    for i in 0..50u64 {
+        let a = f.alloc(size(i), LONG_MS).unwrap();
+        // SAFETY: the allocation holds at least size(i) writable bytes.
+        unsafe { fill_indexed(a.data, size(i), i) };
+        // Timeout 0: nothing may be waited for.
+        assert_eq!(f.send(&a, size(i), Target::All, 0).unwrap(), 1);
+    }
+    let st = f.receiver_stats(quiet).unwrap();
+    assert_eq!(
+        (st.ready, st.delivered, st.skipped),
+        (false, 0, 0),
+        "{st:?}"
+    );
+    f.wait_idle(LONG_MS).unwrap();
+    f.remove_receiver(quiet).unwrap();
+    drop(silent);
+    assert_eq!(finish(&f, &mut rs)[0], [50, 0, 0, 49]);
+    for r in rs {
+        r.h.wait_success();
+    }
+}

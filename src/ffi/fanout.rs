@@ -16,8 +16,8 @@ use crate::fanout::{
 use crate::registry::RegistryOptions;
 
 /// Receiver policy: a send waits (up to its timeout) while this receiver
-/// cannot take the payload (its `max_in_flight` reached, its ring full, or
-/// its HELLO not read yet).
+/// cannot take the payload (its `max_in_flight` reached, or its ring
+/// full).
 pub const VOXSHM_POLICY_WAIT: u32 = 0;
 /// Receiver policy: this receiver misses a payload it cannot take now
 /// (counted in its `skipped`); the other receivers are not delayed. With
@@ -181,8 +181,10 @@ pub extern "C" fn voxshm_fanout_fd(fanout: *const voxshm_fanout) -> c_int {
 /// `voxshm_listener_accept`, `voxshm_channel_pair`, ...; the receiver is a
 /// `voxshm_attachments` at the other end) and writes its id (never reused,
 /// never 0) to `*out_id`. Does not wait, and delays no send to the other
-/// receivers: its HELLO is read by later calls, and payloads reach it from
-/// then on, each region's ATTACH before its first reference. On success
+/// receivers: its HELLO is read now if it is there (a voxshm receiver says
+/// it when created), or by a later call, and payloads sent from then on
+/// reach it, each region's ATTACH before its first reference. A connection
+/// that never says HELLO gets nothing and delays nobody. On success
 /// the handle owns `fd`; on failure it is still the caller's. `options`
 /// may be NULL for the defaults. Returns `VOXSHM_INVALID_ARGUMENT`,
 /// `VOXSHM_RESOURCE_EXHAUSTED` (`VOXSHM_FANOUT_MAX_RECEIVERS` already: gone
