@@ -1350,9 +1350,12 @@ int voxshm_fanout_fd(const struct voxshm_fanout *fanout);
 enum voxshm_status voxshm_fanout_add_receiver(const struct voxshm_fanout *fanout, int fd, const struct voxshm_receiver_options *options, uint32_t *out_id);
 
 /**
- * Removes a receiver: what it holds comes back (the space once no other
- * receiver holds it), its channel is closed (it sees the sender go).
- * Returns `VOXSHM_INVALID_ARGUMENT` (unknown id).
+ * Removes a receiver: it is told (its channel is shut for writing: its
+ * `recv` says `VOXSHM_PEER_GONE`) and gets nothing more. What it holds
+ * stays its own, since it may still be reading it, until it closes its
+ * end (frees its attachments) or `send_timeout_ms` passed; then the space
+ * comes back. Its id is unknown from now on. Returns
+ * `VOXSHM_INVALID_ARGUMENT` (unknown id).
  */
 enum voxshm_status voxshm_fanout_remove_receiver(const struct voxshm_fanout *fanout, uint32_t id);
 
@@ -1375,14 +1378,17 @@ enum voxshm_status voxshm_fanout_alloc(const struct voxshm_fanout *fanout, size_
  * Sends the first `len` bytes of `allocation`, written once, to every
  * receiver (`receiver` = `VOXSHM_ALL_RECEIVERS`) or to one (its id), and
  * writes how many receivers got it to `*out_delivered` (may be NULL).
- * Receivers with the wait policy that cannot take it now are waited for,
- * up to `timeout_ms` (0: not at all; negative: forever;
+ * Receivers with the wait policy that cannot take it now (at their
+ * `max_in_flight`, their ring or socket full) are waited for, up to
+ * `timeout_ms` (0: not at all; negative: forever;
  * `VOXSHM_TIMEOUT_CONFIGURED`: `send_timeout_ms`); those with the skip
- * policy miss it. 0 receivers is a success (its space is reused at once).
- * On success the allocation is consumed; on failure nobody got it and it
- * is still the caller's. A receiver found gone meanwhile just does not
- * get it. Returns `VOXSHM_TIMEOUT` (a waiting receiver stayed full; the
- * message names it), `VOXSHM_PEER_GONE` (the one receiver named is gone),
+ * policy miss it. Receivers whose HELLO was not read yet are not sent to.
+ * 0 receivers is a success (its space is reused at once). On success the
+ * allocation is consumed; on failure nobody got it and it is still the
+ * caller's. A receiver found gone, or whose socket filled, while the
+ * payload was being sent to others misses it (its `skipped` counts it).
+ * Returns `VOXSHM_TIMEOUT` (a waiting receiver stayed full; the message
+ * names it), `VOXSHM_PEER_GONE` (the one receiver named is gone),
  * `VOXSHM_INVALID_ALLOCATION`, `VOXSHM_ZERO_LENGTH`, `VOXSHM_TOO_LARGE`,
  * `VOXSHM_INVALID_ARGUMENT` (unknown receiver id).
  */
@@ -1397,9 +1403,9 @@ enum voxshm_status voxshm_fanout_abort(const struct voxshm_fanout *fanout, const
 /**
  * Applies whatever the receivers sent (releases, acknowledgements,
  * hang-ups) without waiting. Call it when `voxshm_fanout_fd` is readable.
- * A receiver that went away or broke the protocol is cut off alone (see
- * its stats); that is not an error of this call. Returns
- * `VOXSHM_INVALID_ARGUMENT`.
+ * A receiver that went away, broke the protocol, or left a retirement
+ * unacknowledged for `send_timeout_ms` is cut off alone (see its stats);
+ * that is not an error of this call. Returns `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_fanout_poll(const struct voxshm_fanout *fanout);
 

@@ -439,6 +439,20 @@ impl Channel {
         n == 0
     }
 
+    /// Ends this side's sending: the peer reads the end of the stream (as
+    /// if this side had gone), and this side can still read what it sends.
+    pub fn shutdown_write(&self) {
+        // SAFETY: shutdown on a socket fd this channel owns; failure (not
+        // connected any more) leaves nothing to end.
+        unsafe { libc::shutdown(self.raw(), libc::SHUT_WR) };
+    }
+
+    /// Whether a message could be queued now without waiting (`POLLOUT`).
+    pub fn writable(&self) -> bool {
+        let mut p = [sys::pollfd(self.raw(), libc::POLLOUT)];
+        sys::poll(&mut p, Deadline::now()).is_ok() && p[0].revents & libc::POLLOUT != 0
+    }
+
     /// True when the peer has closed or shut down its end (`POLLRDHUP`).
     fn peer_shut_down(&self) -> bool {
         let mut p = [sys::pollfd(self.raw(), libc::POLLRDHUP)];

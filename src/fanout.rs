@@ -13,6 +13,7 @@
 //! `remove_receiver`.
 
 use std::sync::atomic::{Ordering, fence};
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
@@ -139,6 +140,8 @@ struct Seen {
     /// Retiring: still to acknowledge.
     acks: u64,
     len: u64,
+    /// When it started retiring.
+    since: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -162,11 +165,20 @@ struct Peer {
     /// Gone or poisoned: its leases were reclaimed, its socket left the
     /// epoll set; removed by `remove_receiver`.
     dead: bool,
+    /// Removed while connected: it was told (its channel shut for
+    /// writing), gets nothing more, and keeps what it holds until it closes
+    /// its end (or `send_timeout_ms` passed); then it is dropped.
+    leaving: Option<Instant>,
 }
 
 impl Peer {
     fn bit(&self) -> u64 {
         1 << self.slot
+    }
+
+    /// Sends reach it (it may still have to say HELLO).
+    fn current(&self) -> bool {
+        !self.dead && self.leaving.is_none()
     }
 }
 
@@ -388,6 +400,13 @@ impl Core {
         }
         st.reclaimed += held.len() as u64;
         st.in_flight = 0;
+        self.forget_regions(slot);
+    }
+
+    /// Receiver `slot` will acknowledge nothing any more: no retirement
+    /// waits for it, and no region counts as its.
+    fn forget_regions(&mut self, slot: u32) {
+        let bit = 1u64 << slot;
         let mut done = Vec::new();
         for (map_id, seen) in self.regions.iter_mut() {
             seen.attached &= !bit;
@@ -407,8 +426,7 @@ impl Core {
     /// Receiver `slot` acknowledged the retirement of a region.
     fn ack(&mut self, map_id: u32, generation: u32, slot: u32) -> Result<()> {
         let bit = 1u64 << slot;
-        let seen = self.regions.get_mut(&map_id);
-        match seen {
+        match self.regions.get_mut(&map_id) {
             Some(s)
                 if self.pool.is_retiring(map_id, generation)
                     && s.acks & bit != 0
@@ -451,12 +469,39 @@ fn kill(core: &mut Core, epoll: &Epoll, p: &mut Peer) {
     );
 }
 
+/// Whether `ms` (negative: never) have passed since `t`.
+fn past(t: Instant, ms: i64) -> bool {
+    ms >= 0 && t.elapsed() >= Duration::from_millis(ms as u64)
+}
+
+/// Cuts off every receiver that has not acknowledged a retirement within
+/// `send_timeout_ms`: a region it holds on to would otherwise stay out of
+/// the budget for every receiver. True if any was cut off.
+fn cut_off_overdue(core: &mut Core, peers: &mut [Peer], epoll: &Epoll) -> bool {
+    let ms = core.opts.send_timeout_ms;
+    let late: u64 = core
+        .regions
+        .values()
+        .filter(|s| s.acks != 0 && s.since.is_some_and(|t| past(t, ms)))
+        .fold(0, |m, s| m | s.acks);
+    let mut any = false;
+    for p in peers.iter_mut().filter(|p| late & p.bit() != 0 && !p.dead) {
+        warn!(
+            receiver = p.id,
+            "fan-out: receiver did not acknowledge a retirement in time: cut off"
+        );
+        kill(core, epoll, p);
+        any = true;
+    }
+    any
+}
+
 /// Retires idle regions beyond `keep` bytes: each is closed at once if no
 /// live receiver has it, otherwise told to every one that has it (now, or
 /// by a later call if its socket is full) and closed on the last
 /// acknowledgement.
 fn retire_idle(core: &mut Core, peers: &mut [Peer], keep: u64) {
-    let live: u64 = peers.iter().filter(|p| !p.dead).map(|p| p.bit()).sum();
+    let live: u64 = peers.iter().filter(|p| p.current()).map(|p| p.bit()).sum();
     for (map_id, _generation, len) in core.pool.idle_beyond(keep) {
         let who = core.regions.get(&map_id).map_or(0, |s| s.attached) & live;
         if who == 0 {
@@ -468,6 +513,7 @@ fn retire_idle(core: &mut Core, peers: &mut [Peer], keep: u64) {
         seen.unsent = who;
         seen.acks = who;
         seen.len = len;
+        seen.since = Some(Instant::now());
     }
     let pending: Vec<(u32, Seen)> = core
         .regions
@@ -501,6 +547,7 @@ fn retire_idle(core: &mut Core, peers: &mut [Peer], keep: u64) {
 enum NotReady {
     Limit,
     RingFull,
+    SocketFull,
 }
 
 impl Fanout {
@@ -602,25 +649,35 @@ impl Fanout {
             opts: o,
             st: PeerStats::default(),
             dead: false,
+            leaving: None,
         });
         // Its HELLO may be there already.
         self.pump(&mut g, true);
         Ok(id)
     }
 
-    /// Removes a receiver: its leases come back (the space once no other
-    /// receiver holds it) and its channel is closed (it sees the sender
-    /// go). `VOXSHM_INVALID_ARGUMENT` for an unknown id.
+    /// Removes a receiver: it is told (its channel is shut for writing: it
+    /// sees the sender go) and gets nothing more. What it holds stays its
+    /// own until it closes its end (it may still be reading it), or until
+    /// `send_timeout_ms` passed; then that space comes back. A receiver
+    /// already gone is removed at once. `VOXSHM_INVALID_ARGUMENT` for an
+    /// unknown id.
     pub fn remove_receiver(&self, id: u32) -> Result<()> {
         let mut g = self.hub.lock();
-        let State {
-            core, peers, epoll, ..
-        } = &mut g.s;
-        let Some(i) = peers.iter().position(|p| p.id == id) else {
+        let State { core, peers, .. } = &mut g.s;
+        let Some(i) = peers.iter().position(|p| p.id == id && p.leaving.is_none()) else {
             return Err(unknown(id));
         };
-        kill(core, epoll, &mut peers[i]);
-        peers.remove(i);
+        let p = &mut peers[i];
+        if p.dead {
+            peers.remove(i);
+        } else {
+            // It is told (end of stream), and may still be reading what it
+            // holds: that space stays its own until it closes its end.
+            p.link.shutdown_write();
+            p.leaving = Some(Instant::now());
+            core.forget_regions(p.slot);
+        }
         retire_idle(core, peers, core.opts.keep_warm);
         info!(receiver = id, "fan-out: receiver removed");
         self.hub.notify(&g);
@@ -629,7 +686,12 @@ impl Fanout {
 
     /// The ids of the receivers (gone ones too, until removed).
     pub fn receivers(&self) -> Vec<u32> {
-        self.hub.lock().s.peers.iter().map(|p| p.id).collect()
+        let g = self.hub.lock();
+        g.s.peers
+            .iter()
+            .filter(|p| p.leaving.is_none())
+            .map(|p| p.id)
+            .collect()
     }
 
     /// Applies what the receivers sent (the rings' releases; the sockets
@@ -664,11 +726,20 @@ impl Fanout {
                 }
                 Err(e) => warn!(receiver = p.id, error = %e, "fan-out: receiver cut off"),
             }
-            if p.link.is_gone() || p.link.is_poisoned() {
+            let overstayed = p
+                .leaving
+                .is_some_and(|t| past(t, core.opts.send_timeout_ms));
+            if p.link.is_gone() || p.link.is_poisoned() || overstayed {
                 kill(core, epoll, p);
                 lost = true;
             }
         }
+        // Receivers removed while connected are dropped once they closed
+        // their end (what they held came back with `kill`).
+        let before = peers.len();
+        peers.retain(|p| !(p.dead && p.leaving.is_some()));
+        lost |= peers.len() != before;
+        lost |= cut_off_overdue(core, peers, epoll);
         if changed || lost {
             retire_idle(core, peers, core.opts.keep_warm);
             self.hub.notify(g);
@@ -686,6 +757,7 @@ impl Fanout {
         deadline: Deadline,
         spin: &mut Spin,
         room: u64,
+        socket_full: bool,
     ) -> (Guard<'a, State>, bool) {
         let rings =
             g.s.peers
@@ -699,9 +771,19 @@ impl Fanout {
         if !self.announce(&mut g, room) {
             return (g, false);
         }
+        // Looked at again soon: an unanswered HELLO (the socket was full);
+        // a receiver's socket with no room, which the epoll set does not
+        // watch; a retirement, or a removed receiver's stay, that may
+        // become overdue.
         let owes = g.s.peers.iter().any(|p| !p.dead && p.link.owes_hello());
-        let deadline = if owes {
+        let retiring = g.s.core.regions.values().any(|s| s.acks != 0)
+            || g.s.peers.iter().any(|p| !p.dead && p.leaving.is_some());
+        let deadline = if socket_full {
+            deadline.at_most_ms(2)
+        } else if owes {
             deadline.at_most_ms(10)
+        } else if retiring {
+            deadline.at_most_ms(100)
         } else {
             deadline
         };
@@ -761,7 +843,7 @@ impl Fanout {
                     }
                 }
             }
-            if deadline.get().expired() && (looks >= 16 || !self.arm(&mut g, 0)) {
+            if deadline.get().expired() && (looks >= 16 || self.arm(&mut g, 0)) {
                 let core = &g.s.core;
                 return Err(if over {
                     Error::new(
@@ -788,7 +870,7 @@ impl Fanout {
                 looks += 1;
                 continue;
             }
-            (g, slept) = self.wait(g, deadline.get(), &mut spin, 0);
+            (g, slept) = self.wait(g, deadline.get(), &mut spin, 0, false);
         }
     }
 
@@ -818,12 +900,15 @@ impl Fanout {
     }
 
     /// Sends the first `len` bytes of `a` to `target`, written once,
-    /// waiting up to `timeout_ms` for receivers whose policy is to wait;
-    /// receivers whose policy is to skip, and that cannot take it now, miss
-    /// it. Returns how many receivers got it (0 is a success: nobody was
-    /// there, or every one skipped). On failure (a waiting receiver stayed
-    /// full; a bad argument) nobody got it and the allocation is still the
-    /// caller's. A receiver found gone meanwhile just does not get it.
+    /// waiting up to `timeout_ms` for receivers whose policy is to wait
+    /// (until they are under their limit and have room in their ring or
+    /// socket); receivers whose policy is to skip, and that cannot take it
+    /// now, miss it. Returns how many receivers got it (0 is a success:
+    /// nobody was there, or every one skipped). On failure (a waiting
+    /// receiver stayed full; every receiver it was for went away while it
+    /// was sent; a bad argument) nobody got it and the allocation is still
+    /// the caller's. A receiver found gone, or whose socket filled, while
+    /// it was being sent to others misses it (counted in its `skipped`).
     pub fn send(&self, a: &Allocation, len: u64, target: Target, timeout_ms: i64) -> Result<u32> {
         let mut deadline =
             LazyDeadline::after_ms(if timeout_ms == crate::registry::TIMEOUT_CONFIGURED {
@@ -835,6 +920,7 @@ impl Fanout {
         g.s.core.check(a, len)?;
         let mut spin = Spin::default();
         let mut slept = false;
+        let mut looks = 0;
         let (ready, skip) = loop {
             self.pump(&mut g, slept);
             // Another thread may have sent or aborted it meanwhile.
@@ -843,6 +929,12 @@ impl Fanout {
             let Some((id, why)) = blocked else {
                 break (ready, skip);
             };
+            // An event-loop caller is woken (through the rings) when what
+            // it waits for comes; if it came meanwhile, look again.
+            if deadline.get().expired() && looks < 16 && !self.arm(&mut g, room) {
+                looks += 1;
+                continue;
+            }
             if deadline.get().expired() {
                 let why = match why {
                     NotReady::Limit => {
@@ -853,17 +945,36 @@ impl Fanout {
                         "has not taken the last {} references (its ring is full)",
                         self.opts.ring_capacity
                     ),
+                    NotReady::SocketFull => "is not reading (its socket is full)".to_string(),
                 };
                 return Err(Error::new(
                     Status::Timeout,
                     format!("receiver {id} (policy wait) {why}; {r} was sent to nobody"),
                 ));
             }
-            (g, slept) = self.wait(g, deadline.get(), &mut spin, room);
+            let socket_full = matches!(why, NotReady::SocketFull);
+            (g, slept) = self.wait(g, deadline.get(), &mut spin, room, socket_full);
         };
         let r = g.s.core.check(a, len)?;
         fence(Ordering::Release);
         let delivered = self.deliver(&mut g, &r, ready, deadline.get());
+        if delivered == 0 && ready != 0 {
+            // Every receiver it was for went away or stopped reading while
+            // it was sent: nobody has it, and it is still the caller's.
+            self.hub.notify(&g);
+            return Err(Error::new(
+                if g.s
+                    .peers
+                    .iter()
+                    .any(|p| ready & p.bit() != 0 && p.current())
+                {
+                    Status::Timeout
+                } else {
+                    Status::PeerGone
+                },
+                format!("{r} reached none of its receivers (gone, or not reading)"),
+            ));
+        }
         let State { core, peers, .. } = &mut g.s;
         for p in peers.iter_mut() {
             if skip & p.bit() != 0 || (ready & !delivered) & p.bit() != 0 {
@@ -890,7 +1001,7 @@ impl Fanout {
             core, peers, epoll, ..
         } = &mut g.s;
         if let Target::One(id) = target {
-            match peers.iter().find(|p| p.id == id) {
+            match peers.iter().find(|p| p.id == id && p.leaving.is_none()) {
                 None => return Err(unknown(id)),
                 Some(p) if p.dead => {
                     return Err(Error::new(
@@ -904,7 +1015,7 @@ impl Fanout {
         let (mut ready, mut skip, mut room) = (0u64, 0u64, 0u64);
         let mut blocked = None;
         for p in peers.iter_mut() {
-            if p.dead || matches!(target, Target::One(id) if id != p.id) {
+            if !p.current() || matches!(target, Target::One(id) if id != p.id) {
                 continue;
             }
             if !p.link.peer_said_hello() {
@@ -931,9 +1042,23 @@ impl Fanout {
                             continue;
                         }
                     }
-                    if p.link.ring_active(Role::Sender) && !p.link.ring_has_room()? {
-                        room |= p.bit();
-                        Some(NotReady::RingFull)
+                    if p.link.ring_active(Role::Sender) {
+                        match p.link.ring_has_room() {
+                            Ok(true) => None,
+                            Ok(false) => {
+                                room |= p.bit();
+                                Some(NotReady::RingFull)
+                            }
+                            // It broke its ring: it alone is cut off.
+                            Err(_) => {
+                                kill(core, epoll, p);
+                                continue;
+                            }
+                        }
+                    } else if p.opts.policy == Policy::Wait && !p.link.socket_writable() {
+                        // Waited for before anything is sent, so that a
+                        // send that fails has reached nobody.
+                        Some(NotReady::SocketFull)
                     } else {
                         None
                     }
@@ -1050,7 +1175,7 @@ impl Fanout {
                     ),
                 ));
             }
-            (g, slept) = self.wait(g, deadline, &mut spin, 0);
+            (g, slept) = self.wait(g, deadline, &mut spin, 0, false);
         }
     }
 
@@ -1058,7 +1183,7 @@ impl Fanout {
         let g = self.hub.lock();
         let State { core, peers, .. } = &g.s;
         let mut s = FanoutStats {
-            receivers: peers.len() as u64,
+            receivers: peers.iter().filter(|p| p.leaving.is_none()).count() as u64,
             regions: core.pool.regions() as u64,
             mapped_bytes: core.pool.total_bytes(),
             live_payloads: core.live,
@@ -1074,7 +1199,7 @@ impl Fanout {
         };
         for p in peers {
             let c = p.link.counters();
-            s.receivers_gone += u64::from(p.dead);
+            s.receivers_gone += u64::from(p.dead && p.leaving.is_none());
             s.deliveries += p.st.delivered;
             s.skips += p.st.skipped;
             s.messages_sent += c.messages_sent;
@@ -1089,7 +1214,7 @@ impl Fanout {
         let p =
             g.s.peers
                 .iter()
-                .find(|p| p.id == id)
+                .find(|p| p.id == id && p.leaving.is_none())
                 .ok_or_else(|| unknown(id))?;
         Ok(ReceiverStats {
             id,
@@ -1118,20 +1243,50 @@ fn send_one(
     wait: bool,
     deadline: Deadline,
 ) -> bool {
-    let Peer { link, st, slot, .. } = p;
-    if !wait {
-        return matches!(link.try_send(bytes, fd), Ok(true));
+    let r = {
+        let Peer { link, st, slot, .. } = &mut *p;
+        if wait {
+            let drain = |l: &mut Link| {
+                l.pump(&mut PeerEnd {
+                    core,
+                    st,
+                    slot: *slot,
+                })
+                .map(|x| x.changed)
+            };
+            link.send_blocking(bytes, fd, false, deadline, drain)
+        } else {
+            match link.try_send(bytes, fd) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Error::new(Status::Timeout, "socket full")),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = &r
+        && e.status == Status::PeerGone
+    {
+        note_gone(core, p);
     }
-    let drain = |l: &mut Link| {
-        l.pump(&mut PeerEnd {
+    r.is_ok()
+}
+
+/// A send found the receiver gone (`EPIPE`, or `ECONNREFUSED` on a
+/// datagram pair, which shows no hang-up): what it sent before it went is
+/// applied, and its link is marked gone (the caller cuts it off).
+fn note_gone(core: &mut Core, p: &mut Peer) {
+    let Peer { link, st, slot, .. } = p;
+    while !link.is_gone() {
+        match link.pump(&mut PeerEnd {
             core,
             st,
             slot: *slot,
-        })
-        .map(|x| x.changed)
-    };
-    link.send_blocking(bytes, fd, false, deadline, drain)
-        .is_ok()
+        }) {
+            Ok(x) if x.changed => {}
+            _ => break,
+        }
+    }
+    link.mark_gone();
 }
 
 fn unknown(id: u32) -> Error {

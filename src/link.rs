@@ -231,6 +231,17 @@ impl Link {
         }
     }
 
+    /// Ends this side's sending (the peer sees it go); what the peer sends
+    /// can still be read.
+    pub fn shutdown_write(&mut self) {
+        self.chan.shutdown_write();
+    }
+
+    /// Whether the socket has room for a message now.
+    pub fn socket_writable(&self) -> bool {
+        self.chan.writable()
+    }
+
     /// The roles this side takes.
     pub fn roles(&self) -> Roles {
         self.roles

@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::time::Duration;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use common::*;
 use voxshm::Status::{InvalidArgument, PeerGone, ResourceExhausted};
@@ -170,13 +171,15 @@ fn fanout_every_receiver_gets_every_payload_written_once() {
     for g in finish(&f, &mut rs) {
         assert_eq!(g, [N, 0, 0, N - 1], "every payload, in order, byte-exact");
     }
-    // Back to the keep-warm level, then to nothing.
-    let s = f.stats();
-    assert!(s.mapped_bytes <= opts().keep_warm, "{s:?}");
-    assert_eq!(s.open_fds, s.regions + 2, "{s:?}");
     for r in rs {
         r.h.wait_success();
     }
+    // The receivers closed their ends: back to the keep-warm level, and
+    // no receiver's socket left open.
+    f.wait_idle(LONG_MS).unwrap();
+    let s = f.stats();
+    assert!(s.mapped_bytes <= opts().keep_warm, "{s:?}");
+    assert_eq!((s.receivers, s.open_fds), (0, s.regions + 2), "{s:?}");
     drop(f);
     assert_eq!(fd_count(), before);
     assert_eq!(mapping_count(), maps);
@@ -428,11 +431,12 @@ fn fanout_hostile_receiver_harms_only_itself() {
         let s = f.receiver_stats(r.id).unwrap();
         assert_eq!((s.delivered, s.skipped), (N, 0), "{s:?}");
     }
-    // Removing it gives back what it holds.
+    // Removed, it is told; what it holds comes back once it closes its end.
     f.remove_receiver(bad).unwrap();
-    f.wait_idle(LONG_MS).unwrap();
+    assert!(f.stats().live_payloads > 0);
     hostile.tell("bye");
     hostile.wait_success();
+    f.wait_idle(LONG_MS).unwrap();
     for g in finish(&f, &mut rs) {
         assert_eq!(g, [N, 0, 0, N - 1]);
     }
@@ -505,4 +509,457 @@ fn fanout_a_silent_connection_delays_nobody() {
     for r in rs {
         r.h.wait_success();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Receivers in this process, for what one receiver's state does to the
+// sender's calls.
+
+/// A receiver in this process: its attachments and its id.
+fn local(f: &Fanout, o: ReceiverOptions) -> (Attachments, u32) {
+    let (a, b) = Channel::pair().unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    (att, f.add_receiver(a, o).map_err(|(e, _)| e).unwrap())
+}
+
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+fn hello(features: u64) -> Vec<u8> {
+    Ext::Hello {
+        version: wire::PROTOCOL_VERSION,
+        role: wire::ROLE_RECEIVER,
+        features,
+    }
+    .encode()
+}
+
+fn send_bytes(f: &Fanout, len: u64, target: Target, timeout: i64) -> voxshm::Result<u32> {
+    let a = f.alloc(len, LONG_MS).unwrap();
+    // SAFETY: the allocation holds `len` writable bytes.
+    unsafe { std::ptr::write_bytes(a.data, 0xab, len as usize) };
+    let r = f.send(&a, len, target, timeout);
+    if r.is_err() {
+        f.abort(&a).unwrap();
+    }
+    r
+}
+
+/// An event-loop caller (it asked for the fd) whose non-blocking send is
+/// refused because a Wait receiver is at its max_in_flight sees the fd
+/// become readable when that receiver releases: the refusal asks the
+/// receiver (through its ring) for a wake-up.
+#[test]
+fn fanout_nonblocking_send_refused_at_the_limit_asks_for_a_wake_up() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let fd = f.fd(); // an event-loop caller
+    let (a, b) = Channel::pair().unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let id = f
+        .add_receiver(
+            a,
+            ReceiverOptions {
+                max_in_flight: 2,
+                policy: Policy::Wait,
+            },
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert_eq!(send_bytes(&f, 100, Target::All, LONG_MS).unwrap(), 1); // A
+    assert_eq!(send_bytes(&f, 100, Target::All, 0).unwrap(), 1); // B
+    f.poll().unwrap(); // the loop's poll: arms the release ring
+    let va = att.recv(LONG_MS).unwrap();
+    let vb = att.recv(LONG_MS).unwrap();
+    att.release(&va).unwrap(); // WAKE (the flag poll() set), flag used up
+    assert!(readable(fd, 1000));
+    // The app sends before its loop gets to poll(): the send reads the WAKE.
+    assert_eq!(send_bytes(&f, 100, Target::All, 0).unwrap(), 1); // C
+    let e = send_bytes(&f, 100, Target::All, 0).unwrap_err(); // D: at the limit
+    assert_eq!(e.status, voxshm::Status::Timeout, "{e}");
+    assert!(!readable(fd, 0));
+    // The receiver releases B: what the event loop waits for.
+    att.release(&vb).unwrap();
+    let woke = readable(fd, 1000);
+    f.poll().unwrap();
+    let in_flight = f.receiver_stats(id).unwrap().in_flight;
+    assert_eq!(in_flight, 1, "the release was there all along");
+    assert!(
+        woke,
+        "lost wake-up: the release arrived but the fanout fd never became readable"
+    );
+}
+
+/// A Wait receiver on the socket path whose socket stays full is waited
+/// for before anything is sent: the send fails with nobody reached (the
+/// allocation still the caller's); it never misses a payload silently.
+#[test]
+fn fanout_wait_receiver_with_a_full_socket_is_waited_for() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    // A good receiver (ring).
+    let (att, good) = local(&f, ReceiverOptions::default());
+    // A slow receiver without the ring (HELLO, then reads nothing), policy Wait.
+    let (mine, slow_end) = Channel::pair().unwrap();
+    send_raw(slow_end.raw(), &hello(0), &[]).unwrap();
+    let slow = f
+        .add_receiver(mine, ReceiverOptions::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    // Fill the slow one's socket; the good one keeps up. Once the slow
+    // one's socket is full, a send waits for it and fails having reached
+    // nobody (the allocation is given back by send_bytes).
+    let mut sent = 0u64;
+    let e = loop {
+        match send_bytes(&f, 64, Target::All, 200) {
+            Ok(n) => {
+                assert_eq!(n, 2);
+                sent += 1;
+            }
+            Err(e) => break e,
+        }
+        while let Ok(v) = att.recv(0) {
+            att.release(&v).unwrap();
+        }
+        assert!(sent < 100_000);
+    };
+    assert_eq!(e.status, voxshm::Status::Timeout, "{e}");
+    assert!(e.message.contains("socket is full"), "{e}");
+    let st = f.receiver_stats(slow).unwrap();
+    assert_eq!((st.delivered, st.skipped), (sent, 0), "{st:?}");
+    assert_eq!(f.receiver_stats(good).unwrap().delivered, sent);
+    assert_eq!(f.stats().allocations, 0);
+}
+
+/// Same, with Target::One: the one receiver (policy Wait) cannot take it:
+/// an error, and the allocation is still the caller's (it can abort it).
+#[test]
+fn fanout_send_to_one_full_wait_receiver_fails_and_keeps_the_allocation() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let (mine, slow_end) = Channel::pair().unwrap();
+    send_raw(slow_end.raw(), &hello(0), &[]).unwrap();
+    let slow = f
+        .add_receiver(mine, ReceiverOptions::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let mut n = 0;
+    loop {
+        let a = f.alloc(64, LONG_MS).unwrap();
+        let r = f.send(&a, 64, Target::One(slow), 100);
+        n += 1;
+        match r {
+            Ok(1) => {}
+            other => {
+                let abort = f.abort(&a);
+                eprintln!(
+                    "send #{n} to One(wait receiver) -> {other:?}; abort after it -> {abort:?}; {:?}",
+                    f.receiver_stats(slow).unwrap()
+                );
+                assert!(
+                    other.is_err(),
+                    "send to one Wait receiver that stayed full returned {other:?}"
+                );
+                assert!(abort.is_ok(), "the allocation should still be the caller's");
+                break;
+            }
+        }
+        assert!(n < 100_000);
+    }
+}
+
+/// A hostile receiver (skip policy) that writes a bad consumer index into
+/// its own ring segment is cut off alone: the send goes on to the good
+/// receiver.
+#[test]
+fn fanout_hostile_ring_index_cuts_off_that_receiver_alone() {
+    let _s = serial();
+    let o = RegistryOptions {
+        ring_capacity: 16,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (att, good) = local(&f, ReceiverOptions::default());
+    let (mine, bad_end) = Channel::pair().unwrap();
+    send_raw(bad_end.raw(), &hello(wire::FEATURE_RING), &[]).unwrap();
+    let bad = f
+        .add_receiver(
+            mine,
+            ReceiverOptions {
+                max_in_flight: 0,
+                policy: Policy::Skip,
+            },
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    for _ in 0..16 {
+        assert_eq!(send_bytes(&f, 64, Target::All, LONG_MS).unwrap(), 2);
+        let v = att.recv(LONG_MS).unwrap();
+        att.release(&v).unwrap();
+    }
+    // The hostile receiver takes its segment and scribbles its consumer index.
+    let mut seg = None;
+    while let Some((bytes, mut fds)) = recv_raw(bad_end.raw(), 100) {
+        if matches!(Ext::decode(&bytes), Ok(Ext::Segment { .. })) {
+            seg = fds.pop();
+        }
+    }
+    let seg = seg.expect("a SEGMENT");
+    // SAFETY: mapping the segment fd shared, read-write, 1 page.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            seg.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: offset 128 (reference ring consumer index) is inside the page.
+    unsafe {
+        (p as *mut u8)
+            .add(128)
+            .cast::<u64>()
+            .write_volatile(1_000_000)
+    };
+    let r = send_bytes(&f, 64, Target::All, LONG_MS);
+    eprintln!(
+        "send after the hostile write -> {r:?}; good: {:?}; bad: {:?}",
+        f.receiver_stats(good).unwrap(),
+        f.receiver_stats(bad).unwrap()
+    );
+    assert_eq!(
+        r.as_ref().ok(),
+        Some(&1),
+        "the good receiver must get it; the hostile one is cut off alone"
+    );
+}
+
+/// alloc's non-blocking path: a release that arrives while it arms the
+/// rings (after its last look, before the sleep announcement) is looked at
+/// again, not left in the ring with no wake-up coming (an event loop
+/// waiting on the fd would stall). A ping-pong (one payload in flight) with
+/// a receiver thread releasing at random moments; idle receivers without a
+/// ring widen the window.
+#[test]
+fn fanout_nonblocking_alloc_loses_no_release_that_arrives_while_arming() {
+    let _s = serial();
+    let o = RegistryOptions {
+        max_in_flight_bytes: 1, // one payload in flight at a time
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let fd = f.fd();
+    let (att, rx) = local(&f, ReceiverOptions::default());
+    // Idle non-ring receivers: each costs pump() a recvmsg.
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        let (mine, theirs) = Channel::pair().unwrap();
+        send_raw(theirs.raw(), &hello(0), &[]).unwrap();
+        f.add_receiver(mine, ReceiverOptions::default())
+            .map_err(|(e, _)| e)
+            .unwrap();
+        idle.push(theirs);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut rng = Prng::new(7);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(v) = att.recv(200) else { continue };
+            let spin = rng.range(0, 120);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_micros(spin) {}
+            att.release(&v).unwrap();
+        }
+    });
+    let mut stalls = 0;
+    let mut nospace = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) && stalls == 0 {
+        match f.alloc(64, 0) {
+            Ok(a) => {
+                f.send(&a, 64, Target::One(rx), LONG_MS).unwrap();
+            }
+            Err(e) => {
+                assert_eq!(e.status, voxshm::Status::NoSpace);
+                nospace += 1;
+                if !readable(fd, 500) {
+                    // Nothing will come: is the release already there?
+                    f.poll().unwrap();
+                    if f.stats().live_payloads == 0 {
+                        stalls += 1;
+                    }
+                }
+                f.poll().unwrap();
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.join().unwrap();
+    eprintln!("NoSpace {nospace} times, stalls {stalls}");
+    assert_eq!(
+        stalls, 0,
+        "alloc(0) said NoSpace, the fd never became readable, yet the release had arrived"
+    );
+}
+
+/// A receiver on a SOCK_DGRAM pair that dies holding payloads shows no
+/// hang-up; its death is seen by a send failing with ECONNREFUSED, which
+/// marks it gone and reclaims what it held.
+#[test]
+fn fanout_dgram_receiver_that_dies_is_reclaimed() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let (a, b) = Channel::pair_of(voxshm::Kind::Dgram).unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let id = f
+        .add_receiver(a, ReceiverOptions::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(send_bytes(&f, 100, Target::All, LONG_MS).unwrap(), 1);
+    }
+    let _held: Vec<_> = (0..3).map(|_| att.recv(LONG_MS).unwrap()).collect();
+    std::mem::forget(_held);
+    drop(att); // the receiver dies holding 3 payloads
+    for _ in 0..5 {
+        let r = send_bytes(&f, 100, Target::All, 200);
+        eprintln!("send after death -> {r:?}");
+    }
+    f.poll().unwrap();
+    let st = f.receiver_stats(id).unwrap();
+    let w = f.wait_idle(500);
+    eprintln!(
+        "{st:?}; live {}; wait_idle -> {w:?}",
+        f.stats().live_payloads
+    );
+    assert!(st.gone, "the send saw ECONNREFUSED: the receiver is gone");
+    assert_eq!(f.stats().live_payloads, 0, "its 3 payloads reclaimed");
+}
+
+/// A receiver (skip policy, everything it gets released at once) that never
+/// answers RETIRE would pin every region it ever saw, until the budget is
+/// gone for everybody: it is cut off once a retirement waited
+/// `send_timeout_ms` for it.
+#[test]
+fn fanout_receiver_that_never_acknowledges_retire_is_cut_off() {
+    let _s = serial();
+    assert!(
+        retire_scenario(false).is_none(),
+        "control: without the bad receiver all is well"
+    );
+    let failed = retire_scenario(true);
+    assert!(
+        failed.is_none(),
+        "one receiver that ignores RETIRE starved every receiver: {failed:?}"
+    );
+}
+
+fn retire_scenario(with_bad: bool) -> Option<(i32, voxshm::Error)> {
+    let o = RegistryOptions {
+        region_size: 1 << 20,
+        budget: 4 << 20,
+        keep_warm: 0,
+        send_timeout_ms: 300,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (a, b) = Channel::pair().unwrap();
+    let att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    f.add_receiver(a, ReceiverOptions::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let (mine, bad_end) = Channel::pair().unwrap();
+    send_raw(bad_end.raw(), &hello(0), &[]).unwrap();
+    if with_bad {
+        f.add_receiver(
+            mine,
+            ReceiverOptions {
+                max_in_flight: 4,
+                policy: Policy::Skip,
+            },
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    let mut failed = None;
+    for i in 0..12 {
+        let a = match f.alloc(600 << 10, 2000) {
+            Ok(a) => a,
+            Err(e) => {
+                failed = Some((i, e));
+                break;
+            }
+        };
+        f.send(&a, 600 << 10, Target::All, LONG_MS).unwrap();
+        let v = att.recv(LONG_MS).unwrap();
+        att.release(&v).unwrap();
+        // The bad receiver releases what it gets, ignores RETIRE.
+        while let Some((bytes, _)) = recv_raw(bad_end.raw(), 50) {
+            if let Ok(Ext::Ref(r)) = Ext::decode(&bytes) {
+                send_raw(bad_end.raw(), &Ext::Release(vec![r]).encode(), &[]).unwrap();
+            }
+        }
+        f.poll().unwrap();
+        let _ = att.recv(0); // lets the good one acknowledge its RETIREs
+    }
+    let s = f.stats();
+    eprintln!("with_bad {with_bad}: failed at {failed:?}; {s:?}");
+    failed
+}
+
+/// A receiver removed while it still reads a payload keeps that payload's
+/// space until it closes its end: the sender does not write over what it
+/// reads. One that never closes is dropped after `send_timeout_ms`.
+#[test]
+fn fanout_removed_receiver_keeps_what_it_reads_until_it_closes() {
+    let _s = serial();
+    let o = RegistryOptions {
+        send_timeout_ms: 300,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (att, id) = local(&f, wait());
+    send_range(&f, 0..1, Target::All);
+    let v = att.recv(LONG_MS).unwrap();
+    f.remove_receiver(id).unwrap();
+    assert_eq!(f.remove_receiver(id).unwrap_err().status, InvalidArgument);
+    assert!(f.receivers().is_empty());
+    // It sees the sender go, and still reads its view.
+    assert_eq!(att.recv(0).unwrap_err().status, PeerGone);
+    // The space stays its: new payloads go elsewhere.
+    f.poll().unwrap();
+    assert_eq!(f.stats().live_payloads, 1);
+    let x = f.alloc(size(0), LONG_MS).unwrap();
+    assert_ne!((x.map_id, x.map_offset), (v.r.map_id, v.r.map_offset));
+    f.abort(&x).unwrap();
+    // SAFETY: the view holds `v.len` readable bytes until released.
+    assert_eq!(unsafe { verify_indexed(v.data, v.len) }.unwrap(), 0);
+    att.release(&v).unwrap();
+    drop(att);
+    f.wait_idle(LONG_MS).unwrap();
+    assert_eq!(f.stats().open_fds, f.stats().regions + 2);
+    // One that never closes is dropped after send_timeout_ms.
+    let (att, id) = local(&f, wait());
+    send_range(&f, 1..2, Target::All);
+    let _held = att.recv(LONG_MS).unwrap();
+    f.remove_receiver(id).unwrap();
+    let t = Instant::now();
+    f.wait_idle(LONG_MS).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(f.stats().live_payloads, 0);
 }
