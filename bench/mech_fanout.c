@@ -168,6 +168,9 @@ int mech_fanout(const bench_plan *pl, int n, case_result *per, fanout_cost *cost
   for (int i = 0; rc == 0 && i < n; i++) {
     uint32_t id;
     s = voxshm_fanout_add_receiver(t.f, chans[i][0], NULL, &id);
+    if (s == VOXSHM_OK) {
+      s = voxshm_fanout_wait_ready(t.f, id, FX_TIMEOUT_MS);
+    }
     if (s != VOXSHM_OK) {
       rc = bench_vx_fail("voxshm_fanout_add_receiver", s);
     }

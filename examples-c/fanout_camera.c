@@ -160,6 +160,12 @@ int main(int argc, char **argv) {
         st = voxshm_fanout_add_receiver(f, fds[0], &o, &ids[i]);
         if (st != VOXSHM_OK) return fail("producer", "add_receiver", st);
     }
+    /* Frames reach a consumer from its HELLO on: wait for every one, so
+       that none misses the first frames while it starts. */
+    for (int i = 0; i < consumers; i++) {
+        st = voxshm_fanout_wait_ready(f, ids[i], 10000);
+        if (st != VOXSHM_OK) return fail("producer", "wait_ready", st);
+    }
 
     double t0 = now_s();
     int ok = 1;

@@ -118,6 +118,11 @@ int main(void) {
     close(pairs[r][1]);
     CHECK_OK(voxshm_fanout_add_receiver(f, pairs[r][0], NULL, &ids[r]));
   }
+  /* Payloads reach a receiver once its HELLO was read. */
+  for (int r = 0; r < RECEIVERS; r++) {
+    CHECK_OK(voxshm_fanout_wait_ready(f, ids[r], 30000));
+  }
+  CHECK_STATUS(voxshm_fanout_wait_ready(f, 12345, 0), VOXSHM_INVALID_ARGUMENT);
   size_t n = 0;
   uint32_t listed[8];
   CHECK_OK(voxshm_fanout_receivers(f, listed, 8, &n));

@@ -231,6 +231,8 @@ static void fanout() {
   std::uint32_t id1 = f.add_receiver(p1.first);
   voxshm_receiver_options skip = voxshm::fanout::receiver_options(1, VOXSHM_POLICY_SKIP);
   std::uint32_t id2 = f.add_receiver(p2.first, &skip);
+  f.wait_ready(id1, 1000);
+  f.wait_ready(id2, 1000);
   EXPECT(id1 != id2 && id1 != 0);
   for (std::uint32_t i = 0; i < 50; i++) {
     std::size_t len = 1 + (i * 4099u) % 100000u;

@@ -1350,6 +1350,16 @@ int voxshm_fanout_fd(const struct voxshm_fanout *fanout);
 enum voxshm_status voxshm_fanout_add_receiver(const struct voxshm_fanout *fanout, int fd, const struct voxshm_receiver_options *options, uint32_t *out_id);
 
 /**
+ * Waits up to `timeout_ms` (0: do not wait; negative: forever) until
+ * receiver `id` said HELLO: payloads sent from then on reach it (a
+ * voxshm receiver says it when its attachments are created; one added
+ * before that misses what is sent meanwhile). Returns `VOXSHM_TIMEOUT`,
+ * `VOXSHM_PEER_GONE` (it went away first), `VOXSHM_INVALID_ARGUMENT`
+ * (unknown id).
+ */
+enum voxshm_status voxshm_fanout_wait_ready(const struct voxshm_fanout *fanout, uint32_t id, int64_t timeout_ms);
+
+/**
  * Removes a receiver: it is told (its channel is shut for writing: its
  * `recv` says `VOXSHM_PEER_GONE`) and gets nothing more. What it holds
  * stays its own, since it may still be reading it, until it closes its

@@ -517,6 +517,10 @@ class fanout {
   void remove_receiver(std::uint32_t id) const {
     detail::check(voxshm_fanout_remove_receiver(f_, id));
   }
+  /** Waits until receiver `id` said HELLO (payloads from then on reach it). */
+  void wait_ready(std::uint32_t id, std::int64_t timeout_ms = -1) const {
+    detail::check(voxshm_fanout_wait_ready(f_, id, timeout_ms));
+  }
 
   fanout_allocation alloc(std::size_t len, std::int64_t timeout_ms = -1) const {
     voxshm_allocation a{};

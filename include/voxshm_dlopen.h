@@ -82,6 +82,8 @@ typedef void (*voxshm_fanout_free_fn)(struct voxshm_fanout *fanout);
 typedef int (*voxshm_fanout_fd_fn)(const struct voxshm_fanout *fanout);
 /** The type of `voxshm_fanout_add_receiver`. */
 typedef enum voxshm_status (*voxshm_fanout_add_receiver_fn)(const struct voxshm_fanout *fanout, int fd, const struct voxshm_receiver_options *options, uint32_t *out_id);
+/** The type of `voxshm_fanout_wait_ready`. */
+typedef enum voxshm_status (*voxshm_fanout_wait_ready_fn)(const struct voxshm_fanout *fanout, uint32_t id, int64_t timeout_ms);
 /** The type of `voxshm_fanout_remove_receiver`. */
 typedef enum voxshm_status (*voxshm_fanout_remove_receiver_fn)(const struct voxshm_fanout *fanout, uint32_t id);
 /** The type of `voxshm_fanout_receivers`. */
@@ -167,6 +169,7 @@ typedef struct voxshm_api {
   voxshm_fanout_free_fn fanout_free;
   voxshm_fanout_fd_fn fanout_fd;
   voxshm_fanout_add_receiver_fn fanout_add_receiver;
+  voxshm_fanout_wait_ready_fn fanout_wait_ready;
   voxshm_fanout_remove_receiver_fn fanout_remove_receiver;
   voxshm_fanout_receivers_fn fanout_receivers;
   voxshm_fanout_alloc_fn fanout_alloc;
@@ -301,6 +304,9 @@ static inline const char *voxshm_api_load(void *lib, voxshm_api *api) {
   sym = dlsym(lib, "voxshm_fanout_add_receiver");
   if (sym == NULL) return "voxshm_fanout_add_receiver";
   memcpy(&api->fanout_add_receiver, &sym, sizeof api->fanout_add_receiver);
+  sym = dlsym(lib, "voxshm_fanout_wait_ready");
+  if (sym == NULL) return "voxshm_fanout_wait_ready";
+  memcpy(&api->fanout_wait_ready, &sym, sizeof api->fanout_wait_ready);
   sym = dlsym(lib, "voxshm_fanout_remove_receiver");
   if (sym == NULL) return "voxshm_fanout_remove_receiver";
   memcpy(&api->fanout_remove_receiver, &sym, sizeof api->fanout_remove_receiver);

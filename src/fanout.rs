@@ -684,6 +684,41 @@ impl Fanout {
         Ok(())
     }
 
+    /// Waits up to `timeout_ms` until receiver `id` said HELLO (payloads
+    /// sent from then on reach it). `VOXSHM_PEER_GONE` if it went away
+    /// first, `VOXSHM_INVALID_ARGUMENT` for an unknown id.
+    pub fn wait_ready(&self, id: u32, timeout_ms: i64) -> Result<()> {
+        let deadline = Deadline::after_ms(timeout_ms);
+        let mut g = self.hub.lock();
+        loop {
+            self.pump(&mut g, true);
+            let p =
+                g.s.peers
+                    .iter()
+                    .find(|p| p.id == id && p.leaving.is_none())
+                    .ok_or_else(|| unknown(id))?;
+            if p.dead {
+                return Err(Error::new(
+                    Status::PeerGone,
+                    format!("receiver {id} went away before it said HELLO"),
+                ));
+            }
+            if p.link.peer_said_hello() {
+                return Ok(());
+            }
+            if deadline.expired() {
+                return Err(Error::new(
+                    Status::Timeout,
+                    format!("receiver {id} has not said HELLO"),
+                ));
+            }
+            g = match self.hub.wait(g, deadline) {
+                Ok(g) => g,
+                Err(_) => self.hub.lock(),
+            };
+        }
+    }
+
     /// The ids of the receivers (gone ones too, until removed).
     pub fn receivers(&self) -> Vec<u32> {
         let g = self.hub.lock();

@@ -502,6 +502,11 @@ fn fanout_a_silent_connection_delays_nobody() {
         (false, 0, 0),
         "{st:?}"
     );
+    assert_eq!(
+        f.wait_ready(quiet, 20).unwrap_err().status,
+        voxshm::Status::Timeout
+    );
+    f.wait_ready(rs[0].id, 0).unwrap();
     f.wait_idle(LONG_MS).unwrap();
     f.remove_receiver(quiet).unwrap();
     drop(silent);

@@ -215,6 +215,21 @@ pub extern "C" fn voxshm_fanout_add_receiver(
     })
 }
 
+/// Waits up to `timeout_ms` (0: do not wait; negative: forever) until
+/// receiver `id` said HELLO: payloads sent from then on reach it (a
+/// voxshm receiver says it when its attachments are created; one added
+/// before that misses what is sent meanwhile). Returns `VOXSHM_TIMEOUT`,
+/// `VOXSHM_PEER_GONE` (it went away first), `VOXSHM_INVALID_ARGUMENT`
+/// (unknown id).
+#[unsafe(no_mangle)]
+pub extern "C" fn voxshm_fanout_wait_ready(
+    fanout: *const voxshm_fanout,
+    id: u32,
+    timeout_ms: i64,
+) -> voxshm_status {
+    guard(|| arg(fanout, "fanout")?.inner.wait_ready(id, timeout_ms))
+}
+
 /// Removes a receiver: it is told (its channel is shut for writing: its
 /// `recv` says `VOXSHM_PEER_GONE`) and gets nothing more. What it holds
 /// stays its own, since it may still be reading it, until it closes its
