@@ -79,6 +79,30 @@ static void arguments(voxshm_fanout *f) {
   CHECK_STATUS(voxshm_fanout_abort(f, &a), VOXSHM_INVALID_ALLOCATION);
   CHECK(voxshm_fanout_fd(NULL) == -1);
   CHECK(voxshm_fanout_fd(f) >= 0);
+  /* Every entry point refuses NULL, and writes no out-parameter then. */
+  CHECK_STATUS(voxshm_fanout_alloc(NULL, 10, 0, &a), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_alloc(f, 10, 0, NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_send(NULL, &a, 10, 0, 0, NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_send(f, NULL, 10, 0, 0, NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_abort(f, NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_poll(NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_wait_idle(NULL, 0), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_wait_ready(NULL, 1, 0), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_remove_receiver(NULL, 1), VOXSHM_INVALID_ARGUMENT);
+  voxshm_fanout_stats fs;
+  fs.struct_size = sizeof fs;
+  CHECK_STATUS(voxshm_fanout_get_stats(NULL, &fs), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_get_stats(f, NULL), VOXSHM_INVALID_ARGUMENT);
+  fs.struct_size = 8;
+  CHECK_STATUS(voxshm_fanout_get_stats(f, &fs), VOXSHM_INVALID_ARGUMENT);
+  size_t count = 99;
+  CHECK_STATUS(voxshm_fanout_receivers(f, NULL, 4, &count), VOXSHM_INVALID_ARGUMENT);
+  CHECK_STATUS(voxshm_fanout_receivers(f, NULL, 0, NULL), VOXSHM_INVALID_ARGUMENT);
+  CHECK(count == 99);
+  CHECK_OK(voxshm_fanout_receivers(f, NULL, 0, &count));
+  CHECK(count == 0);
+  CHECK_STATUS(voxshm_receiver_options_init(NULL), VOXSHM_INVALID_ARGUMENT);
+  voxshm_fanout_free(NULL);
 }
 
 int main(void) {

@@ -968,3 +968,62 @@ fn fanout_removed_receiver_keeps_what_it_reads_until_it_closes() {
     );
     assert_eq!(f.stats().live_payloads, 0);
 }
+
+/// All at once, across processes: a fast receiver, a slow one (limit 1,
+/// skip), a hostile one (limit 16, skip) and one killed mid-stream holding
+/// payloads. The fast one gets every payload; each of the others affects
+/// only itself; afterwards nothing is held.
+#[test]
+fn fanout_fast_slow_hostile_and_killed_receivers_together() {
+    let _s = serial();
+    const N: u64 = 800;
+    let f = Fanout::new(opts()).unwrap();
+    let skip = |n| ReceiverOptions {
+        max_in_flight: n,
+        policy: Policy::Skip,
+    };
+    let mut rs = vec![
+        add(&f, wait(), &[]),
+        add(&f, skip(1), &[("VOXSHM_TEST_DELAY_US", "1000".into())]),
+    ];
+    let victim = add(&f, wait(), &[("VOXSHM_TEST_HOLD", "5".into())]);
+    let (mine, theirs) = Channel::pair().unwrap();
+    let mut hostile = Helper::spawn(
+        "helper_fanout_hostile_receiver",
+        "fanout-hostile",
+        Some(theirs.raw()),
+        &[("VOXSHM_TEST_N", "10".into())],
+    );
+    drop(theirs);
+    hostile.expect("READY");
+    let bad = f.add_receiver(mine, skip(16)).map_err(|(e, _)| e).unwrap();
+    f.wait_ready(bad, LONG_MS).unwrap();
+    send_range(&f, 0..5, Target::All);
+    let mut victim = victim;
+    victim.h.expect("HELD");
+    let vid = victim.id;
+    assert!(!victim.h.kill9().success());
+    send_range(&f, 5..N, Target::All);
+    hostile.expect("STOPPED");
+    let st = f.receiver_stats(vid).unwrap();
+    assert!(st.gone && st.in_flight == 0 && st.reclaimed >= 5, "{st:?}");
+    let slow = f.receiver_stats(rs[1].id).unwrap();
+    assert!(
+        slow.skipped > 0 && slow.delivered + slow.skipped == N,
+        "{slow:?}"
+    );
+    let h = f.receiver_stats(bad).unwrap();
+    assert!(h.ignored_releases >= 20 && h.in_flight <= 16, "{h:?}");
+    f.remove_receiver(vid).unwrap();
+    f.remove_receiver(bad).unwrap();
+    hostile.tell("bye");
+    hostile.wait_success();
+    f.wait_idle(LONG_MS).unwrap();
+    let g = finish(&f, &mut rs);
+    assert_eq!(g[0], [N, 0, 0, N - 1], "the fast one got every payload");
+    assert_eq!(g[1][0], slow.delivered);
+    for r in rs {
+        r.h.wait_success();
+    }
+    assert_eq!(f.stats().live_payloads, 0);
+}
