@@ -131,11 +131,24 @@ int mech_fanout(const bench_plan *pl, int n, case_result *per, fanout_cost *cost
   fflush(NULL);
   /* Every consumer is forked before the producer takes a channel: no
    * consumer keeps another one's sender end open. */
+  int forked = 0;
   for (int i = 0; i < n; i++) {
     pids[i] = fork();
     if (pids[i] < 0) {
+      /* Closing every channel ends the consumers already started. */
+      for (int k = 0; k < n; k++) {
+        close(chans[k][0]);
+        close(chans[k][1]);
+        close(reps[k][0]);
+        close(reps[k][1]);
+      }
+      for (int k = 0; k < forked; k++) {
+        while (waitpid(pids[k], NULL, 0) < 0 && errno == EINTR) {
+        }
+      }
       return bench_fail("fork: %s", strerror(errno));
     }
+    forked++;
     if (pids[i] == 0) {
       for (int k = 0; k < n; k++) {
         close(chans[k][0]);
@@ -165,9 +178,11 @@ int mech_fanout(const bench_plan *pl, int n, case_result *per, fanout_cost *cost
   if (s != VOXSHM_OK) {
     rc = bench_vx_fail("voxshm_fanout_new", s);
   }
+  int added = 0;
   for (int i = 0; rc == 0 && i < n; i++) {
     uint32_t id;
     s = voxshm_fanout_add_receiver(t.f, chans[i][0], NULL, &id);
+    added += s == VOXSHM_OK;
     if (s == VOXSHM_OK) {
       s = voxshm_fanout_wait_ready(t.f, id, FX_TIMEOUT_MS);
     }
@@ -199,8 +214,12 @@ int mech_fanout(const bench_plan *pl, int n, case_result *per, fanout_cost *cost
     cost->calls_us = prep.measured ? (double)t.calls_ns / (double)prep.measured / 1e3 : 0;
     cost->cpu_us = prep.sent ? (c1 - c0) * 1e6 / (double)prep.sent : 0;
   }
-  /* Closing the channels ends every consumer that is still waiting. */
+  /* Closing the channels ends every consumer that is still waiting (those
+   * never added are closed here). */
   voxshm_fanout_free(t.f);
+  for (int i = added; i < n; i++) {
+    close(chans[i][0]);
+  }
   for (int i = 0; i < n; i++) {
     consumer_report crep;
     memset(&crep, 0, sizeof crep);

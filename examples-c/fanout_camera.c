@@ -142,15 +142,24 @@ int main(int argc, char **argv) {
 
     pid_t pids[MAX_CONSUMERS];
     uint32_t ids[MAX_CONSUMERS];
-    for (int i = 0; i < consumers; i++) {
+    int started = 0, ok = 1;
+    for (int i = 0; i < consumers && ok; i++) {
         int fds[2];
         st = voxshm_channel_pair(fds);
-        if (st != VOXSHM_OK) return fail("producer", "channel_pair", st);
+        if (st != VOXSHM_OK) {
+            ok = !fail("producer", "channel_pair", st);
+            break;
+        }
         int slow = i == consumers - 1;
         char name[16];
         snprintf(name, sizeof name, slow ? "slow" : "fast-%d", i + 1);
         pids[i] = start_consumer(argv[0], fds[1], name, slow);
-        if (pids[i] < 0) return fail("producer", "posix_spawn", VOXSHM_RESOURCE_EXHAUSTED);
+        if (pids[i] < 0) {
+            close(fds[0]);
+            ok = !fail("producer", "posix_spawn", VOXSHM_RESOURCE_EXHAUSTED);
+            break;
+        }
+        started++;
         /* Fast consumers: every frame, at most 4 in flight, the producer
            waits for them. The slow one: the latest frame only. */
         voxshm_receiver_options o;
@@ -158,17 +167,19 @@ int main(int argc, char **argv) {
         o.max_in_flight = slow ? 1 : 4;
         o.policy = slow ? VOXSHM_POLICY_SKIP : VOXSHM_POLICY_WAIT;
         st = voxshm_fanout_add_receiver(f, fds[0], &o, &ids[i]);
-        if (st != VOXSHM_OK) return fail("producer", "add_receiver", st);
+        if (st != VOXSHM_OK) {
+            close(fds[0]); /* still ours: the consumer sees it close */
+            ok = !fail("producer", "add_receiver", st);
+        }
     }
     /* Frames reach a consumer from its HELLO on: wait for every one, so
        that none misses the first frames while it starts. */
-    for (int i = 0; i < consumers; i++) {
+    for (int i = 0; i < consumers && ok; i++) {
         st = voxshm_fanout_wait_ready(f, ids[i], 10000);
-        if (st != VOXSHM_OK) return fail("producer", "wait_ready", st);
+        if (st != VOXSHM_OK) ok = !fail("producer", "wait_ready", st);
     }
 
     double t0 = now_s();
-    int ok = 1;
     for (int n = 0; n < frames && ok; n++) {
         voxshm_allocation a;
         st = voxshm_fanout_alloc(f, FRAME_BYTES, 10000, &a);
@@ -195,7 +206,7 @@ int main(int argc, char **argv) {
            "consumers: %llu deliveries, %llu skipped, %.0f MiB of regions\n",
            frames, t, (double)frames / t, consumers, (unsigned long long)fs.deliveries,
            (unsigned long long)fs.skips, (double)fs.mapped_bytes / (1 << 20));
-    for (int i = 0; i < consumers; i++) {
+    for (int i = 0; i < consumers && ok; i++) {
         voxshm_receiver_stats rs;
         rs.struct_size = sizeof rs;
         voxshm_fanout_get_receiver_stats(f, ids[i], &rs);
@@ -205,7 +216,7 @@ int main(int argc, char **argv) {
     }
     /* Closing the channels tells every consumer the producer is done. */
     voxshm_fanout_free(f);
-    for (int i = 0; i < consumers; i++) {
+    for (int i = 0; i < started; i++) {
         int status = 0;
         waitpid(pids[i], &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ok = 0;

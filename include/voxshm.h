@@ -1363,7 +1363,7 @@ enum voxshm_status voxshm_fanout_wait_ready(const struct voxshm_fanout *fanout, 
  * Removes a receiver: it is told (its channel is shut for writing: its
  * `recv` says `VOXSHM_PEER_GONE`) and gets nothing more. What it holds
  * stays its own, since it may still be reading it, until it closes its
- * end (frees its attachments) or `send_timeout_ms` passed; then the space
+ * end (frees its attachments) or `send_timeout_ms` (at least 1 s) passed; then the space
  * comes back. Its id is unknown from now on. Returns
  * `VOXSHM_INVALID_ARGUMENT` (unknown id).
  */
@@ -1414,7 +1414,7 @@ enum voxshm_status voxshm_fanout_abort(const struct voxshm_fanout *fanout, const
  * Applies whatever the receivers sent (releases, acknowledgements,
  * hang-ups) without waiting. Call it when `voxshm_fanout_fd` is readable.
  * A receiver that went away, broke the protocol, or left a retirement
- * unacknowledged for `send_timeout_ms` is cut off alone (see its stats);
+ * unacknowledged for `send_timeout_ms` (at least 1 s) is cut off alone (see its stats);
  * that is not an error of this call. Returns `VOXSHM_INVALID_ARGUMENT`.
  */
 enum voxshm_status voxshm_fanout_poll(const struct voxshm_fanout *fanout);

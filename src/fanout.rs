@@ -167,13 +167,37 @@ struct Peer {
     dead: bool,
     /// Removed while connected: it was told (its channel shut for
     /// writing), gets nothing more, and keeps what it holds until it closes
-    /// its end (or `send_timeout_ms` passed); then it is dropped.
+    /// its end (or `send_timeout_ms`, at least 1 s, passed); then it is
+    /// dropped.
     leaving: Option<Instant>,
 }
 
 impl Peer {
     fn bit(&self) -> u64 {
         1 << self.slot
+    }
+
+    /// Reads what it sent (`full`: the socket, otherwise only if something
+    /// may be there) and applies it to `core`.
+    fn pump(&mut self, core: &mut Core, full: bool) -> Result<crate::link::Pumped> {
+        let Peer {
+            link,
+            st,
+            slot,
+            leaving,
+            ..
+        } = self;
+        let mut end = PeerEnd {
+            core,
+            st,
+            slot: *slot,
+            leaving: leaving.is_some(),
+        };
+        if full {
+            link.pump(&mut end)
+        } else {
+            link.pump_if_due(&mut end)
+        }
     }
 
     /// Sends reach it (it may still have to say HELLO).
@@ -194,6 +218,27 @@ struct Core {
     leased_bytes: u64,
     published: u64,
     published_bytes: u64,
+    /// Counters of receivers no longer listed, so totals never go back.
+    former: Former,
+}
+
+#[derive(Debug, Default)]
+struct Former {
+    deliveries: u64,
+    skips: u64,
+    messages_sent: u64,
+    messages_received: u64,
+}
+
+impl Former {
+    /// Keeps the counters of a receiver that is about to be dropped.
+    fn add(&mut self, p: &Peer) {
+        let c = p.link.counters();
+        self.deliveries += p.st.delivered;
+        self.skips += p.st.skipped;
+        self.messages_sent += c.messages_sent;
+        self.messages_received += c.messages_received;
+    }
 }
 
 struct State {
@@ -214,6 +259,9 @@ struct PeerEnd<'a> {
     core: &'a mut Core,
     st: &'a mut PeerStats,
     slot: u32,
+    /// Removed: it was dropped from every retirement, so its late
+    /// RETIRE_ACKs (for RETIREs it read after removal) are expected.
+    leaving: bool,
 }
 
 impl Endpoint for PeerEnd<'_> {
@@ -223,6 +271,14 @@ impl Endpoint for PeerEnd<'_> {
                 for r in refs {
                     self.core.release(&r, self.slot, self.st);
                 }
+                Ok(())
+            }
+            Incoming::Ext(Ext::RetireAck {
+                map_id,
+                map_generation,
+                ..
+            }) if self.leaving => {
+                let _ = (map_id, map_generation);
                 Ok(())
             }
             Incoming::Ext(Ext::RetireAck {
@@ -474,11 +530,27 @@ fn past(t: Instant, ms: i64) -> bool {
     ms >= 0 && t.elapsed() >= Duration::from_millis(ms as u64)
 }
 
+/// The shortest grace a receiver gets to acknowledge a retirement, or to
+/// close its end once removed: `send_timeout_ms` may be 0 ("sends do not
+/// wait"), which must not cut off a receiver that answers promptly.
+const MIN_GRACE_MS: i64 = 1000;
+
+/// How long a receiver may take to acknowledge a retirement, or to close
+/// its end once removed: `send_timeout_ms`, at least `MIN_GRACE_MS`
+/// (negative: for ever).
+fn grace_ms(opts: &RegistryOptions) -> i64 {
+    if opts.send_timeout_ms < 0 {
+        -1
+    } else {
+        opts.send_timeout_ms.max(MIN_GRACE_MS)
+    }
+}
+
 /// Cuts off every receiver that has not acknowledged a retirement within
 /// `send_timeout_ms`: a region it holds on to would otherwise stay out of
 /// the budget for every receiver. True if any was cut off.
 fn cut_off_overdue(core: &mut Core, peers: &mut [Peer], epoll: &Epoll) -> bool {
-    let ms = core.opts.send_timeout_ms;
+    let ms = grace_ms(&core.opts);
     let late: u64 = core
         .regions
         .values()
@@ -585,6 +657,7 @@ impl Fanout {
                 leased_bytes: 0,
                 published: 0,
                 published_bytes: 0,
+                former: Former::default(),
             },
             peers: Vec::new(),
             next_id: 1,
@@ -618,6 +691,8 @@ impl Fanout {
         o: ReceiverOptions,
     ) -> std::result::Result<u32, (Error, Channel)> {
         let mut g = self.hub.lock();
+        // Removed receivers that closed meanwhile free their slots.
+        self.pump(&mut g, true);
         let used: u64 = g.s.peers.iter().map(|p| p.bit()).sum();
         if g.s.peers.len() >= MAX_RECEIVERS {
             return Err((
@@ -659,7 +734,8 @@ impl Fanout {
     /// Removes a receiver: it is told (its channel is shut for writing: it
     /// sees the sender go) and gets nothing more. What it holds stays its
     /// own until it closes its end (it may still be reading it), or until
-    /// `send_timeout_ms` passed; then that space comes back. A receiver
+    /// `send_timeout_ms` (at least 1 s) passed; then that space comes back.
+    /// Until then it counts against `MAX_RECEIVERS`. A receiver
     /// already gone is removed at once. `VOXSHM_INVALID_ARGUMENT` for an
     /// unknown id.
     pub fn remove_receiver(&self, id: u32) -> Result<()> {
@@ -670,6 +746,7 @@ impl Fanout {
         };
         let p = &mut peers[i];
         if p.dead {
+            core.former.add(p);
             peers.remove(i);
         } else {
             // It is told (end of stream), and may still be reading what it
@@ -740,18 +817,8 @@ impl Fanout {
         let mut changed = false;
         let mut lost = false;
         for p in peers.iter_mut().filter(|p| !p.dead) {
-            let Peer { link, st, slot, .. } = p;
-            changed |= take_ring_releases(link, core, st, *slot);
-            let mut end = PeerEnd {
-                core,
-                st,
-                slot: *slot,
-            };
-            let r = if full {
-                link.pump(&mut end)
-            } else {
-                link.pump_if_due(&mut end)
-            };
+            changed |= take_ring_releases(&mut p.link, core, &mut p.st, p.slot);
+            let r = p.pump(core, full);
             match r {
                 Ok(pumped) => {
                     changed |= pumped.changed;
@@ -761,9 +828,7 @@ impl Fanout {
                 }
                 Err(e) => warn!(receiver = p.id, error = %e, "fan-out: receiver cut off"),
             }
-            let overstayed = p
-                .leaving
-                .is_some_and(|t| past(t, core.opts.send_timeout_ms));
+            let overstayed = p.leaving.is_some_and(|t| past(t, grace_ms(&core.opts)));
             if p.link.is_gone() || p.link.is_poisoned() || overstayed {
                 kill(core, epoll, p);
                 lost = true;
@@ -772,6 +837,9 @@ impl Fanout {
         // Receivers removed while connected are dropped once they closed
         // their end (what they held came back with `kill`).
         let before = peers.len();
+        for p in peers.iter().filter(|p| p.dead && p.leaving.is_some()) {
+            core.former.add(p);
+        }
         peers.retain(|p| !(p.dead && p.leaving.is_some()));
         lost |= peers.len() != before;
         lost |= cut_off_overdue(core, peers, epoll);
@@ -960,7 +1028,8 @@ impl Fanout {
             self.pump(&mut g, slept);
             // Another thread may have sent or aborted it meanwhile.
             let r = g.s.core.check(a, len)?;
-            let (ready, skip, blocked, room) = self.classify(&mut g, target, deadline.get())?;
+            let (ready, skip, blocked, room) =
+                self.classify(&mut g, target, r.map_id, deadline.get())?;
             let Some((id, why)) = blocked else {
                 break (ready, skip);
             };
@@ -1030,8 +1099,10 @@ impl Fanout {
         &self,
         g: &mut Guard<'_, State>,
         target: Target,
+        map_id: u32,
         deadline: Deadline,
     ) -> Result<(u64, u64, Option<(u32, NotReady)>, u64)> {
+        let attached = g.s.core.regions.get(&map_id).map_or(0, |s| s.attached);
         let State {
             core, peers, epoll, ..
         } = &mut g.s;
@@ -1069,6 +1140,7 @@ impl Fanout {
                                 core,
                                 st,
                                 slot: *slot,
+                                leaving: false,
                             })
                             .map(|x| x.changed)
                         });
@@ -1079,6 +1151,14 @@ impl Fanout {
                     }
                     if p.link.ring_active(Role::Sender) {
                         match p.link.ring_has_room() {
+                            // The region's ATTACH still goes on the socket.
+                            Ok(true)
+                                if p.opts.policy == Policy::Wait
+                                    && attached & p.bit() == 0
+                                    && !p.link.socket_writable() =>
+                            {
+                                Some(NotReady::SocketFull)
+                            }
                             Ok(true) => None,
                             Ok(false) => {
                                 room |= p.bit();
@@ -1135,7 +1215,7 @@ impl Fanout {
                 }
                 .encode();
                 if !send_one(core, p, &attach, Some(fd), wait, deadline) {
-                    if p.link.is_gone() {
+                    if p.link.is_gone() || p.link.is_poisoned() {
                         kill(core, epoll, p);
                     }
                     continue;
@@ -1230,6 +1310,10 @@ impl Fanout {
             payload_bytes_published: core.published_bytes,
             regions_created: core.pool.created(),
             regions_retired: core.pool.retired(),
+            deliveries: core.former.deliveries,
+            skips: core.former.skips,
+            messages_sent: core.former.messages_sent,
+            messages_received: core.former.messages_received,
             ..Default::default()
         };
         for p in peers {
@@ -1286,6 +1370,7 @@ fn send_one(
                     core,
                     st,
                     slot: *slot,
+                    leaving: false,
                 })
                 .map(|x| x.changed)
             };
@@ -1310,18 +1395,13 @@ fn send_one(
 /// datagram pair, which shows no hang-up): what it sent before it went is
 /// applied, and its link is marked gone (the caller cuts it off).
 fn note_gone(core: &mut Core, p: &mut Peer) {
-    let Peer { link, st, slot, .. } = p;
-    while !link.is_gone() {
-        match link.pump(&mut PeerEnd {
-            core,
-            st,
-            slot: *slot,
-        }) {
+    while !p.link.is_gone() {
+        match p.pump(core, true) {
             Ok(x) if x.changed => {}
             _ => break,
         }
     }
-    link.mark_gone();
+    p.link.mark_gone();
 }
 
 fn unknown(id: u32) -> Error {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use voxshm::Status::{InvalidArgument, PeerGone, ResourceExhausted};
-use voxshm::fanout::{Fanout, Policy, ReceiverOptions, Target};
+use voxshm::fanout::{Fanout, MAX_RECEIVERS, Policy, ReceiverOptions, Target};
 use voxshm::wire::{self, Ext};
 use voxshm::{Attachments, AttachmentsOptions, Channel, Ref, RegistryOptions};
 
@@ -1026,4 +1026,216 @@ fn fanout_fast_slow_hostile_and_killed_receivers_together() {
         r.h.wait_success();
     }
     assert_eq!(f.stats().live_payloads, 0);
+}
+
+fn send_indexed(f: &Fanout, len: u64, index: u64, target: Target) -> u32 {
+    let a = f.alloc(len, LONG_MS).unwrap();
+    // SAFETY: the allocation holds at least `len` writable bytes.
+    unsafe { fill_indexed(a.data, len, index) };
+    f.send(&a, len, target, LONG_MS).unwrap()
+}
+
+/// A receiver removed while a RETIRE it was sent is still unread
+/// acknowledges it when it reads on (as every voxshm receiver does): that
+/// is no protocol error, and what it still holds (and reads) stays its own.
+#[test]
+fn fanout_removed_receiver_that_acknowledges_a_retire_keeps_what_it_holds() {
+    let _s = serial();
+    let o = RegistryOptions {
+        keep_warm: 0,
+        send_timeout_ms: LONG_MS,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (r, rid) = local(&f, ReceiverOptions::default());
+    let (g, gid) = local(&f, ReceiverOptions::default());
+    // Region 1: A (R holds it) and C (G holds it, so region 1 never idles).
+    send_indexed(&f, 4096, 0, Target::One(rid));
+    send_indexed(&f, 4096, 2, Target::One(gid));
+    // Region 2: B, to R, which releases it: region 2 retires, RETIRE to R.
+    send_indexed(&f, 1 << 20, 1, Target::One(rid));
+    let va = r.recv(LONG_MS).unwrap();
+    let vb = r.recv(LONG_MS).unwrap();
+    let _vc = g.recv(LONG_MS).unwrap();
+    r.release(&vb).unwrap();
+    f.poll().unwrap();
+    assert_eq!(f.stats().live_payloads, 2);
+    f.remove_receiver(rid).unwrap();
+    // R reads on: the RETIRE (answered), then the end of the stream.
+    assert_eq!(r.recv(LONG_MS).unwrap_err().status, PeerGone);
+    f.poll().unwrap();
+    let live = f.stats().live_payloads;
+    // What the sender does with the space meanwhile.
+    let x = f.alloc(4096, LONG_MS).unwrap();
+    // SAFETY: 4096 writable bytes.
+    unsafe { fill_indexed(x.data, 4096, 99) };
+    // SAFETY: R's view stays readable until released.
+    let seen = unsafe { verify_indexed(va.data, va.len) };
+    eprintln!("live after R acked: {live}; R's view of A now reads {seen:?}");
+    assert_eq!(
+        live, 2,
+        "R (removed, still reading A) was cut off for acknowledging a RETIRE"
+    );
+    assert_eq!(seen, Ok(0), "A was written over while R reads it");
+    f.abort(&x).unwrap();
+}
+
+/// A Wait receiver on the ring path whose socket is full when a region's
+/// ATTACH must go to it is waited for (the lock released, other threads go
+/// on), and at the deadline nobody got the payload; it never misses one
+/// silently.
+#[test]
+fn fanout_wait_ring_receiver_with_a_full_socket_is_not_skipped_silently() {
+    let _s = serial();
+    let o = RegistryOptions {
+        budget: 64 << 20,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (att, good) = local(&f, ReceiverOptions::default());
+    let (mine, slow_end) = Channel::pair().unwrap();
+    // A small send buffer: the socket fills after a few messages (what a
+    // receiver that pops its ring but has not read its socket lately does
+    // with the default buffer, only sooner).
+    let one: libc::c_int = 4096;
+    // SAFETY: setsockopt with a valid int.
+    unsafe {
+        libc::setsockopt(
+            mine.raw(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    send_raw(slow_end.raw(), &hello(wire::FEATURE_RING), &[]).unwrap();
+    let slow = f
+        .add_receiver(mine, ReceiverOptions::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let len = 600 << 10; // one per region: each needs its ATTACH
+    let mut stalled = Duration::ZERO;
+    for i in 0..40 {
+        let a = f.alloc(len, LONG_MS).unwrap();
+        let (r, took) = std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                let t0 = Instant::now();
+                let _ = f.stats();
+                t0.elapsed()
+            });
+            let r = f.send(&a, len, Target::All, 500);
+            (r, t.join().unwrap())
+        });
+        stalled = stalled.max(took);
+        let st = f.receiver_stats(slow).unwrap();
+        match r {
+            Ok(n) => {
+                let v = att.recv(LONG_MS).unwrap();
+                att.release(&v).unwrap();
+                if n != 2 || st.skipped > 0 {
+                    eprintln!("send {i} -> Ok({n}); slow: {st:?}; stats() waited {stalled:?}");
+                    panic!(
+                        "a Wait receiver missed a payload the others got (skipped {}); \
+                         another thread's stats() waited {stalled:?} for the hub lock",
+                        st.skipped
+                    );
+                }
+            }
+            Err(e) => {
+                // Acceptable: nobody got it, the caller keeps it.
+                eprintln!("send {i} -> {e}; slow: {st:?}");
+                f.abort(&a).unwrap();
+                assert_eq!(f.receiver_stats(good).unwrap().delivered, i);
+                break;
+            }
+        }
+    }
+    assert!(
+        stalled < Duration::from_millis(200),
+        "stats() waited {stalled:?} for a send blocked on one receiver"
+    );
+}
+
+/// `send_timeout_ms` 0 (sends do not wait unless the call says so) does not
+/// cut off a receiver that acknowledges its retirements promptly: the grace
+/// is at least a second.
+#[test]
+fn fanout_send_timeout_zero_does_not_cut_off_a_prompt_receiver() {
+    let _s = serial();
+    let o = RegistryOptions {
+        keep_warm: 0,
+        send_timeout_ms: 0,
+        ..opts()
+    };
+    let f = Fanout::new(o).unwrap();
+    let (att, id) = local(&f, ReceiverOptions::default());
+    let mut reached = Vec::new();
+    for i in 0..4 {
+        reached.push(send_indexed(&f, 1 << 20, i, Target::All));
+        if let Ok(v) = att.recv(1000) {
+            att.release(&v).unwrap();
+        }
+    }
+    let st = f.receiver_stats(id).unwrap();
+    eprintln!("reached {reached:?}; {st:?}");
+    assert!(!st.gone, "a prompt receiver was cut off: {st:?}");
+    assert_eq!(reached, vec![1; 4]);
+}
+
+/// At 64 receivers, removing one (which then closes its end) makes room
+/// for another.
+#[test]
+fn fanout_add_after_removing_one_of_64_succeeds() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let mut rs: Vec<(Attachments, u32)> = (0..MAX_RECEIVERS)
+        .map(|_| local(&f, ReceiverOptions::default()))
+        .collect();
+    let (att, id) = rs.pop().unwrap();
+    f.remove_receiver(id).unwrap();
+    drop(att); // it closed its end: nothing of it is left to keep
+    let (a, b) = Channel::pair().unwrap();
+    let _att = Attachments::new(b, AttachmentsOptions::default()).unwrap();
+    let r = f.add_receiver(a, ReceiverOptions::default());
+    if let Err((e, _)) = &r {
+        assert_ne!(
+            e.status, ResourceExhausted,
+            "{e} (after one of 64 was removed and closed)"
+        );
+    }
+    r.map_err(|(e, _)| e).unwrap();
+}
+
+/// The handle-wide counters (deliveries, skips, messages) never go
+/// backwards when a receiver is removed.
+#[test]
+fn fanout_totals_do_not_go_backwards_when_a_receiver_is_removed() {
+    let _s = serial();
+    let f = Fanout::new(opts()).unwrap();
+    let (a1, id1) = local(&f, ReceiverOptions::default());
+    let (a2, _id2) = local(&f, ReceiverOptions::default());
+    for i in 0..5 {
+        assert_eq!(send_indexed(&f, 64, i, Target::All), 2);
+        for a in [&a1, &a2] {
+            let v = a.recv(LONG_MS).unwrap();
+            a.release(&v).unwrap();
+        }
+    }
+    f.wait_idle(LONG_MS).unwrap();
+    let before = f.stats();
+    f.remove_receiver(id1).unwrap();
+    drop(a1);
+    f.poll().unwrap();
+    let after = f.stats();
+    eprintln!(
+        "deliveries {} -> {}, messages_sent {} -> {}",
+        before.deliveries, after.deliveries, before.messages_sent, after.messages_sent
+    );
+    assert!(
+        after.deliveries >= before.deliveries,
+        "deliveries went backwards"
+    );
+    assert!(after.messages_sent >= before.messages_sent);
+    let _ = Policy::Wait;
 }

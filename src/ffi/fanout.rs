@@ -233,7 +233,7 @@ pub extern "C" fn voxshm_fanout_wait_ready(
 /// Removes a receiver: it is told (its channel is shut for writing: its
 /// `recv` says `VOXSHM_PEER_GONE`) and gets nothing more. What it holds
 /// stays its own, since it may still be reading it, until it closes its
-/// end (frees its attachments) or `send_timeout_ms` passed; then the space
+/// end (frees its attachments) or `send_timeout_ms` (at least 1 s) passed; then the space
 /// comes back. Its id is unknown from now on. Returns
 /// `VOXSHM_INVALID_ARGUMENT` (unknown id).
 #[unsafe(no_mangle)]
@@ -351,7 +351,7 @@ pub extern "C" fn voxshm_fanout_abort(
 /// Applies whatever the receivers sent (releases, acknowledgements,
 /// hang-ups) without waiting. Call it when `voxshm_fanout_fd` is readable.
 /// A receiver that went away, broke the protocol, or left a retirement
-/// unacknowledged for `send_timeout_ms` is cut off alone (see its stats);
+/// unacknowledged for `send_timeout_ms` (at least 1 s) is cut off alone (see its stats);
 /// that is not an error of this call. Returns `VOXSHM_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn voxshm_fanout_poll(fanout: *const voxshm_fanout) -> voxshm_status {
