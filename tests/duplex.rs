@@ -98,23 +98,29 @@ fn helper_duplex_peer() {
     say("READY");
     let (reg, att) = both_ways(reg, att, n, 1);
     let (r, a) = (reg.stats(), att.stats());
-    // The parent's last retirements are acknowledged when this side next
-    // calls voxshm: keep calling until the parent is done.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poller = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
+    polling(&att, || {
+        say(&format!("STATS {} {}", u8::from(r.ring), u8::from(a.ring)));
+        hear();
+    });
+    drop(reg);
+}
+
+/// Runs `f` while another thread keeps calling `att.poll()`: the peer's
+/// last retirements are acknowledged when this side next calls voxshm, and
+/// the peer may still wait for them while this side waits for the peer.
+fn polling<T>(att: &Attachments, f: impl FnOnce() -> T) -> T {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = att.poll();
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(2));
             }
-        })
-    };
-    say(&format!("STATS {} {}", u8::from(r.ring), u8::from(a.ring)));
-    hear();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    poller.join().unwrap();
-    drop(reg);
+        });
+        let out = f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    })
 }
 
 #[test]
@@ -134,7 +140,7 @@ fn duplex_carries_both_directions_at_once() {
         let (reg, att) = duplex(mine, ring);
         h.expect("READY");
         let (reg, att) = both_ways(reg, att, 3000, 0);
-        let theirs = h.expect("STATS");
+        let theirs = polling(&att, || h.expect("STATS"));
         let (r, a) = (reg.stats(), att.stats());
         assert_eq!(r.payloads_published, 3000);
         assert_eq!(a.refs_received, 3000);
