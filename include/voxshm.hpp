@@ -162,6 +162,7 @@ class listener {
 
 class registry;
 class fanout;
+class allocation;
 
 namespace detail {
 inline voxshm_status abort_in(const voxshm_registry* r, const voxshm_allocation* a) {
@@ -217,6 +218,7 @@ class basic_allocation {
  private:
   friend class registry;
   friend class fanout;
+  friend class allocation;
   basic_allocation(const Owner* r, const voxshm_allocation& a) : reg_(r), a_(a) {}
   void reset() noexcept {
     if (reg_) {
@@ -227,8 +229,16 @@ class basic_allocation {
   voxshm_allocation a_{};
 };
 
-/** Payload space of a registry. */
-using allocation = basic_allocation<voxshm_registry>;
+/** Payload space of a registry (a class of its own, so it can be declared
+    ahead: `namespace voxshm { class allocation; }`). */
+class allocation : public basic_allocation<voxshm_registry> {
+ public:
+  allocation() = default;
+
+ private:
+  friend class registry;
+  allocation(const voxshm_registry* r, const voxshm_allocation& a) : basic_allocation(r, a) {}
+};
 /** Payload space of a fan-out sender. */
 using fanout_allocation = basic_allocation<voxshm_fanout>;
 

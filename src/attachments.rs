@@ -268,13 +268,23 @@ impl Side {
     /// Closed: releases the references waiting in the ring (a ring's worth
     /// at most), then sends what is pending.
     pub(crate) fn release_ring(&mut self, link: &mut Link) {
-        for _ in 0..link.ring_capacity(Role::Receiver) {
+        let cap = link.ring_capacity(Role::Receiver);
+        let mut n = 0;
+        while n < cap {
             match link.pop(Role::Receiver) {
                 Ok(Some(r)) => {
                     self.refs_received += 1;
                     self.pending_release.push(r);
+                    n += 1;
                 }
-                _ => break,
+                // Empty: ask the peer to wake this side (a message on the
+                // socket) with its next reference, so the registry's fd
+                // becomes readable and its waits end.
+                Ok(None) => match link.prepare_sleep(Role::Receiver) {
+                    Ok(false) => continue,
+                    _ => break,
+                },
+                Err(_) => break,
             }
         }
         self.flush(link);

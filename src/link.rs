@@ -152,6 +152,10 @@ pub const MAX_MESSAGES_PER_PUMP: usize = 1024;
 const QUIET_CHECKS_PER_CLOCK: u32 = 64;
 const QUIET_READ_INTERVAL: Duration = Duration::from_millis(2);
 
+/// How long after sending its own segment a duplex side reads its socket
+/// on every look, for the peer's segment sent at the same moment.
+const SEGMENT_AWAITED: Duration = Duration::from_millis(20);
+
 /// The ring path's state of a link.
 #[derive(Debug)]
 struct Ring {
@@ -175,6 +179,8 @@ struct Ring {
     quiet_checks: u32,
     last_read: Instant,
     wakes_sent: u64,
+    /// When this side sent its own segment.
+    out_sent: Option<Instant>,
 }
 
 /// One connection to one peer.
@@ -226,6 +232,7 @@ impl Link {
                 quiet_checks: 0,
                 last_read: Instant::now(),
                 wakes_sent: 0,
+                out_sent: None,
             },
             extensions,
         }
@@ -731,6 +738,7 @@ impl Link {
             "ring segment sent"
         );
         self.ring.out = Some(seg);
+        self.ring.out_sent = Some(Instant::now());
         Ok(())
     }
 
@@ -741,12 +749,18 @@ impl Link {
     pub fn pump_if_due(&mut self, owner: &mut impl Endpoint) -> Result<Pumped> {
         self.check_poisoned()?;
         // A receiving role that agreed the ring and has no segment yet
-        // reads: the peer's SEGMENT may be waiting (on a duplex channel this
-        // side's own segment says nothing about it).
+        // reads for a short while after this side sent its own: when both
+        // sides made theirs at once, the peer's SEGMENT is counted in no
+        // segment this side has. (A peer that took ours counts what it
+        // sends in it; one that never sends makes this side read nothing.)
         let segment_awaited = self.roles.recv
             && self.ring.inp.is_none()
             && self.ring.peer_has
-            && self.ring.wanted.is_some();
+            && self.ring.wanted.is_some()
+            && self
+                .ring
+                .out_sent
+                .is_some_and(|t| t.elapsed() < SEGMENT_AWAITED);
         let due = match (&mut self.ring.out, &mut self.ring.inp) {
             (None, None) => true,
             _ if segment_awaited => true,

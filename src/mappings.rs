@@ -191,6 +191,19 @@ impl Mappings {
     /// counter) is refused, so a stale reference can never resolve again.
     fn check_new_region(&mut self, a: &Attach) -> Result<()> {
         let (id, generation) = (a.map_id, a.map_generation);
+        // Vox compatibility: a vox-compatible voxshm sender closes idle
+        // regions without a word and brings their map_id back with a
+        // higher generation. The old one is superseded: unmapped if no
+        // view holds it (a reference into it is then stale).
+        if self.evict
+            && self
+                .maps
+                .get(&id)
+                .is_some_and(|m| m.generation < generation && m.views.is_empty())
+        {
+            self.unmap(id);
+            self.regions_evicted += 1;
+        }
         if self.maps.contains_key(&id) {
             self.attaches_rejected += 1;
             return Err(Error::new(

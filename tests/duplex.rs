@@ -8,6 +8,7 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -776,4 +777,108 @@ fn duplex_two_threads_per_side_lose_no_wake_up() {
     for h in hs {
         h.join().unwrap();
     }
+}
+
+/// Once a duplex channel's attachments are freed, every payload the peer
+/// sends later is released as it arrives, also to an event-loop user (the
+/// fd becomes readable; it calls voxshm_registry_poll): on the ring path
+/// the closed side asks the peer to wake it with its next reference.
+#[test]
+fn duplex_closed_attachments_release_ring_refs_for_an_event_loop_user() {
+    let _s = serial();
+    let (reg_l, att_l, reg_p, att_p) = warmed_pair();
+    drop(att_l);
+
+    // L: an event loop over its registry's fd.
+    let reg_l = Arc::new(reg_l);
+    let stop = Arc::new(AtomicBool::new(false));
+    let polls = Arc::new(AtomicU64::new(0));
+    let (r2, s2, p2) = (reg_l.clone(), stop.clone(), polls.clone());
+    let fd = reg_l.fd();
+    let lp = std::thread::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            if readable(fd, 50) {
+                p2.fetch_add(1, Ordering::Relaxed);
+                r2.poll().unwrap();
+            }
+        }
+    });
+    let mut failures = Vec::new();
+    for i in 0..3 {
+        let z = reg_p.alloc(1000, LONG_MS).unwrap();
+        reg_p.send(&z, 1000, LONG_MS).unwrap();
+        if let Err(e) = reg_p.wait_idle(2000) {
+            failures.push(format!("payload {i}: {e}"));
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    lp.join().unwrap();
+    eprintln!(
+        "event-loop polls: {}, failures: {failures:?}, peer live_leases {}",
+        polls.load(Ordering::Relaxed),
+        reg_p.stats().live_leases
+    );
+    assert!(
+        failures.is_empty(),
+        "the closed side never released: {failures:?}"
+    );
+    drop((reg_l, reg_p, att_p));
+}
+
+/// Same, with this side blocked in a registry call (wait_released on a
+/// payload the peer holds until its own payload comes back): the peer's
+/// push wakes it.
+#[test]
+fn duplex_closed_attachments_release_ring_refs_while_the_registry_blocks() {
+    let _s = serial();
+    let (reg_l, att_l, reg_p, att_p) = warmed_pair();
+    // L sends P a payload P holds.
+    let y = reg_l.alloc(100, LONG_MS).unwrap();
+    reg_l.send(&y, 100, LONG_MS).unwrap();
+    let held = att_p.recv(LONG_MS).unwrap();
+    let ry = held.r;
+    drop(att_l);
+    let reg_l = Arc::new(reg_l);
+    let r2 = reg_l.clone();
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        let res = r2.wait_released(&ry, 6000);
+        (res, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // P sends L a payload and releases L's only once its own came back.
+    let z = reg_p.alloc(100, LONG_MS).unwrap();
+    reg_p.send(&z, 100, LONG_MS).unwrap();
+    let back = reg_p.wait_idle(2000);
+    att_p.release(&held).unwrap();
+    let (res, took) = waiter.join().unwrap();
+    eprintln!("peer wait_idle: {back:?}; L wait_released: {res:?} after {took:?}");
+    assert!(back.is_ok(), "P's payload was not given back: {back:?}");
+    drop((reg_p, att_p));
+}
+
+fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// Two duplex sides in this process, L and P; P sent L one payload, which
+/// L took and released: P's ring to L is running.
+fn warmed_pair() -> (Registry, Attachments, Registry, Attachments) {
+    let (a, b) = Channel::pair().unwrap();
+    let (reg_l, att_l) = duplex(a, true);
+    let (reg_p, att_p) = duplex(b, true);
+    let x = reg_p.alloc(100, LONG_MS).unwrap();
+    reg_p.send(&x, 100, LONG_MS).unwrap();
+    let v = att_l.recv(LONG_MS).unwrap();
+    att_l.release(&v).unwrap();
+    reg_p.wait_idle(LONG_MS).unwrap();
+    assert!(reg_p.stats().ring);
+    (reg_l, att_l, reg_p, att_p)
 }

@@ -11,6 +11,7 @@ use voxshm::Status::{InvalidArgument, Unsupported};
 use voxshm::{Attachments, AttachmentsOptions, Channel, Ref, Registry, RegistryOptions};
 
 const LONG_MS: i64 = 20_000;
+const MIB: u64 = 1 << 20;
 
 /// A vox-compatible receiver: resolves each reference it hears (a frame in
 /// hex), checks every byte, releases its view and says DONE.
@@ -117,12 +118,55 @@ fn a_voxshm_sender_does_not_release_by_reference() {
 #[test]
 fn releasing_after_the_vox_receiver_went_away_says_peer_gone() {
     let _s = serial();
+    let (reg, att) = compat_pair(Default::default());
+    let al = reg.alloc(64, 0).unwrap();
+    let r = reg.publish(&al, 64).unwrap();
+    let v = att.resolve(&r, LONG_MS).unwrap();
+    att.release(&v).unwrap();
+    drop(att);
+    let e = reg.release(&r).unwrap_err();
+    assert_eq!(e.status, voxshm::Status::PeerGone, "{e}");
+}
+
+/// A vox-compatible registry closes idle regions in the way of a payload
+/// and brings their map_ids back with the next generation; a voxshm
+/// vox-compatible receiver, never told, replaces the old generation's
+/// mapping (no view holds it) instead of refusing the ATTACH.
+#[test]
+fn vox_compat_receiver_takes_a_map_id_back_with_a_higher_generation() {
+    let _s = serial();
+    let (reg, att) = compat_pair(RegistryOptions {
+        region_size: MIB,
+        budget: 64 * MIB,
+        ..Default::default()
+    });
+    for (i, len) in [20 * MIB, 30 * MIB, 40 * MIB].into_iter().enumerate() {
+        let al = reg.alloc(len, 0).unwrap();
+        // SAFETY: the allocation holds at least `len` writable bytes.
+        unsafe { fill(al.data, len, i as u64) };
+        let r = reg.publish(&al, len).unwrap();
+        eprintln!("payload {i}: {r}");
+        let v = att.resolve(&r, 2000);
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => panic!("payload {i} ({r}) does not resolve: {e}; {:?}", att.stats()),
+        };
+        // SAFETY: the view holds `len` readable bytes until released.
+        unsafe { verify(v.data, v.len, i as u64) }.unwrap();
+        att.release(&v).unwrap();
+        reg.release(&r).unwrap();
+    }
+}
+
+/// A vox-compatible registry and attachments on one channel, in this
+/// process (`ropts` besides compatibility).
+fn compat_pair(ropts: RegistryOptions) -> (Registry, Attachments) {
     let (a, b) = Channel::pair().unwrap();
     let reg = Registry::new(
         a,
         RegistryOptions {
             vox_compat: true,
-            ..Default::default()
+            ..ropts
         },
     )
     .unwrap();
@@ -134,11 +178,5 @@ fn releasing_after_the_vox_receiver_went_away_says_peer_gone() {
         },
     )
     .unwrap();
-    let al = reg.alloc(64, 0).unwrap();
-    let r = reg.publish(&al, 64).unwrap();
-    let v = att.resolve(&r, LONG_MS).unwrap();
-    att.release(&v).unwrap();
-    drop(att);
-    let e = reg.release(&r).unwrap_err();
-    assert_eq!(e.status, voxshm::Status::PeerGone, "{e}");
+    (reg, att)
 }
