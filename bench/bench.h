@@ -215,6 +215,9 @@ int bench_vx_fail(const char *what, int status);
 const uint8_t *bench_vx_received(int status, const struct voxshm_view *v, size_t len);
 /* Releases the view; 0, or -1 with a failure recorded. */
 int bench_vx_release(const struct voxshm_attachments *att, const struct voxshm_view *v);
+/* The one-receiver consumer's loop over attachments on the channel `fd`
+ * (which it takes; closed on failure). */
+int bench_vx_consume(const bench_plan *pl, int fd, consumer_report *out);
 
 /* Shared by the two-process mechanisms: forks, runs `child` in the child
  * (which must fill the report and return), runs `parent` in the parent,

@@ -67,40 +67,13 @@ static void fx_measure_start(void *p) {
   ((fx_tx *)p)->measuring = true;
 }
 
-/* A consumer process: the one-receiver consumer's loop over its own
- * attachments. */
-typedef struct fx_rx {
-  voxshm_attachments *att;
-  voxshm_view v;
-} fx_rx;
-
-static const uint8_t *fx_receive(void *p, size_t len) {
-  fx_rx *r = p;
-  voxshm_status s = voxshm_attachments_recv(r->att, FX_TIMEOUT_MS, &r->v);
-  return bench_vx_received(s, &r->v, len);
-}
-
-static int fx_done(void *p) {
-  fx_rx *r = p;
-  return bench_vx_release(r->att, &r->v);
-}
-
+/* A consumer process: the one-receiver consumer over its own channel,
+ * reporting through `report_fd`. */
 static void fx_consumer(const bench_plan *pl, int fd, int report_fd) {
   consumer_report rep;
   memset(&rep, 0, sizeof rep);
   bench_clear_error();
-  fx_rx r;
-  memset(&r, 0, sizeof r);
-  voxshm_status s = voxshm_attachments_new(fd, NULL, &r.att);
-  int rc;
-  if (s != VOXSHM_OK) {
-    close(fd);
-    rc = bench_vx_fail("voxshm_attachments_new", s);
-  } else {
-    static const rx_ops ops = {fx_receive, fx_done};
-    rc = bench_consumer_loop(pl, &ops, &r, &rep);
-    voxshm_attachments_free(r.att);
-  }
+  int rc = bench_vx_consume(pl, fd, &rep);
   rep.ok = rc == 0;
   if (rc != 0) {
     snprintf(rep.error, sizeof rep.error, "%s", bench_error());

@@ -171,21 +171,27 @@ static int vx_done(void *p) {
   return bench_vx_release(r->att, &r->v);
 }
 
-static int vx_consumer(const bench_plan *pl, void *ctx, void *out) {
-  vx_rx *r = ctx;
-  close(r->other_fd);
+int bench_vx_consume(const bench_plan *pl, int fd, consumer_report *out) {
+  vx_rx r;
+  memset(&r, 0, sizeof r);
   voxshm_attachments_options o;
   voxshm_attachments_options_init(&o);
   o.send_timeout_ms = VX_TIMEOUT_MS;
-  voxshm_status s = voxshm_attachments_new(r->fd, &o, &r->att);
+  voxshm_status s = voxshm_attachments_new(fd, &o, &r.att);
   if (s != VOXSHM_OK) {
-    close(r->fd);
+    close(fd);
     return bench_vx_fail("voxshm_attachments_new", s);
   }
   static const rx_ops ops = {vx_receive, vx_done};
-  int rc = bench_consumer_loop(pl, &ops, r, out);
-  voxshm_attachments_free(r->att);
+  int rc = bench_consumer_loop(pl, &ops, &r, out);
+  voxshm_attachments_free(r.att);
   return rc;
+}
+
+static int vx_consumer(const bench_plan *pl, void *ctx, void *out) {
+  vx_rx *r = ctx;
+  close(r->other_fd);
+  return bench_vx_consume(pl, r->fd, out);
 }
 
 int mech_voxshm(const bench_plan *pl, case_result *res) {

@@ -21,12 +21,13 @@ use crate::channel::Channel;
 use crate::error::{Error, Result, Status};
 use crate::hash::FastMap;
 use crate::hub::{Guard, Hub, Spin};
+use crate::lease::{self, Leases};
 use crate::link::{Endpoint, Incoming, Link, Role, Roles};
-use crate::pool::{ALIGN, Pool, PoolOptions};
+use crate::pool::{Pool, PoolOptions};
 use crate::region::RegionSpec;
 use crate::registry::{Allocation, RegistryOptions};
 use crate::ring::Capacities;
-use crate::sys::{self, Deadline, Epoll, LazyDeadline, Wake};
+use crate::sys::{Deadline, Epoll, LazyDeadline, Wake};
 use crate::wire::{Attach, Ext, Ref};
 
 /// Most receivers one fan-out registry feeds at once.
@@ -120,16 +121,6 @@ pub struct FanoutStats {
     pub messages_received: u64,
 }
 
-#[derive(Debug)]
-struct Lease {
-    len: u64,
-    token: u64,
-    /// Published as this many bytes.
-    published: Option<u32>,
-    /// The receivers holding it: one bit per slot.
-    holders: u64,
-}
-
 /// Which receivers have a region (its current generation).
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
@@ -210,9 +201,9 @@ impl Peer {
 struct Core {
     opts: RegistryOptions,
     pool: Pool,
-    leases: FastMap<(u32, u64), Lease>,
+    /// A lease's `holders` are receiver slots.
+    leases: Leases,
     regions: FastMap<u32, Seen>,
-    next_token: u64,
     allocations: u64,
     live: u64,
     leased_bytes: u64,
@@ -315,68 +306,23 @@ fn take_ring_releases(link: &mut Link, core: &mut Core, st: &mut PeerStats, slot
 
 impl Core {
     fn take(&mut self, need: u64) -> Option<Allocation> {
-        let e = self.pool.take(need)?;
-        let token = self.next_token;
-        self.next_token += 1;
+        let a = self.leases.take(&mut self.pool, need)?;
         self.allocations += 1;
-        self.leases.insert(
-            (e.map_id, e.offset),
-            Lease {
-                len: e.len,
-                token,
-                published: None,
-                holders: 0,
-            },
-        );
-        Some(Allocation {
-            data: e.data,
-            capacity: e.len,
-            map_id: e.map_id,
-            map_generation: e.generation,
-            map_offset: e.offset,
-            token,
-        })
+        Some(a)
     }
 
     /// The reference publishing `len` bytes of the unpublished allocation
     /// `a` would make.
-    fn check(&self, a: &Allocation, len: u64) -> Result<Ref> {
-        let here = self.pool.address(a.map_id, a.map_generation, a.map_offset) == Some(a.data);
-        let lease = self
-            .leases
-            .get(&(a.map_id, a.map_offset))
-            .filter(|l| here && l.token == a.token && l.len == a.capacity && l.published.is_none())
-            .ok_or_else(|| {
-                Error::new(
-                    Status::InvalidAllocation,
-                    format!(
-                        "allocation {}/{}+{} is unknown, already sent or aborted",
-                        a.map_id, a.map_generation, a.map_offset
-                    ),
-                )
-            })?;
-        if len == 0 {
-            return Err(Error::new(Status::ZeroLength, "send of 0 bytes"));
-        }
-        if len > lease.len || len > u32::MAX as u64 {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!("send of {len} bytes from an allocation of {}", lease.len),
-            ));
-        }
-        Ok(Ref {
-            map_id: a.map_id,
-            map_generation: a.map_generation,
-            map_offset: a.map_offset,
-            payload_len: len as u32,
-        })
+    fn check(&mut self, a: &Allocation, len: u64) -> Result<Ref> {
+        let lease = self.leases.unpublished(&self.pool, a)?;
+        lease::reference(lease, a, len)
     }
 
     /// Marks the lease of `r` published and held by `holders`, giving back
     /// its unused tail (and all of it when nobody holds it).
     fn publish(&mut self, r: &Ref, holders: u64) {
         let key = (r.map_id, r.map_offset);
-        let Some(lease) = self.leases.get_mut(&key) else {
+        let Some(lease) = self.leases.map.get_mut(&key) else {
             return;
         };
         self.allocations -= 1;
@@ -384,20 +330,16 @@ impl Core {
         self.published_bytes += u64::from(r.payload_len);
         if holders == 0 {
             let len = lease.len;
-            self.leases.remove(&key);
+            self.leases.map.remove(&key);
             self.pool.give_back(r.map_id, r.map_offset, len);
             return;
         }
-        let keep = sys::round_up(u64::from(r.payload_len), ALIGN).unwrap_or(lease.len);
-        let tail = lease.len.saturating_sub(keep);
+        let (held, tail) = lease::mark_published(lease, r, holders);
         if tail > 0 {
-            lease.len = keep;
-            self.pool.give_back(r.map_id, r.map_offset + keep, tail);
+            self.pool.give_back(r.map_id, r.map_offset + held, tail);
         }
-        lease.published = Some(r.payload_len);
-        lease.holders = holders;
         self.live += 1;
-        self.leased_bytes += lease.len;
+        self.leased_bytes += held;
     }
 
     /// Receiver `slot` released `r`: only a payload it holds is released
@@ -406,12 +348,7 @@ impl Core {
     fn release(&mut self, r: &Ref, slot: u32, st: &mut PeerStats) {
         let key = (r.map_id, r.map_offset);
         let bit = 1u64 << slot;
-        let held = self.pool.holds(r.map_id, r.map_generation)
-            && self
-                .leases
-                .get(&key)
-                .is_some_and(|l| l.published == Some(r.payload_len) && l.holders & bit != 0);
-        if !held {
+        if !self.leases.held(&self.pool, r, bit) {
             st.ignored += 1;
             warn!(
                 ?r,
@@ -421,11 +358,11 @@ impl Core {
         }
         st.in_flight -= 1;
         st.released += 1;
-        let lease = self.leases.get_mut(&key).expect("held");
+        let lease = self.leases.map.get_mut(&key).expect("held");
         lease.holders &= !bit;
         if lease.holders == 0 {
             let len = lease.len;
-            self.leases.remove(&key);
+            self.leases.map.remove(&key);
             self.pool.give_back(r.map_id, r.map_offset, len);
             self.live -= 1;
             self.leased_bytes -= len;
@@ -439,16 +376,17 @@ impl Core {
         let bit = 1u64 << slot;
         let held: Vec<(u32, u64)> = self
             .leases
+            .map
             .iter()
             .filter(|(_, l)| l.holders & bit != 0)
             .map(|(k, _)| *k)
             .collect();
         for key in &held {
-            let lease = self.leases.get_mut(key).expect("listed");
+            let lease = self.leases.map.get_mut(key).expect("listed");
             lease.holders &= !bit;
             if lease.holders == 0 {
                 let len = lease.len;
-                self.leases.remove(key);
+                self.leases.map.remove(key);
                 self.pool.give_back(key.0, key.1, len);
                 self.live -= 1;
                 self.leased_bytes -= len;
@@ -649,9 +587,8 @@ impl Fanout {
             core: Core {
                 opts: opts.clone(),
                 pool,
-                leases: FastMap::default(),
+                leases: Leases::new(),
                 regions: FastMap::default(),
-                next_token: 1,
                 allocations: 0,
                 live: 0,
                 leased_bytes: 0,
@@ -992,7 +929,7 @@ impl Fanout {
         let mut g = self.hub.lock();
         let core = &mut g.s.core;
         core.check(a, 1)?;
-        if let Some(l) = core.leases.remove(&(a.map_id, a.map_offset)) {
+        if let Some(l) = core.leases.map.remove(&(a.map_id, a.map_offset)) {
             core.pool.give_back(a.map_id, a.map_offset, l.len);
         }
         core.allocations -= 1;
@@ -1135,15 +1072,7 @@ impl Fanout {
                 } else {
                     if !p.link.ring_active(Role::Sender) {
                         let Peer { link, st, slot, .. } = p;
-                        let started = link.start_ring(deadline, |l| {
-                            l.pump(&mut PeerEnd {
-                                core,
-                                st,
-                                slot: *slot,
-                                leaving: false,
-                            })
-                            .map(|x| x.changed)
-                        });
+                        let started = link.start_ring(deadline, drainer(core, st, *slot));
                         if started.is_err() {
                             kill(core, epoll, p);
                             continue;
@@ -1365,16 +1294,7 @@ fn send_one(
     let r = {
         let Peer { link, st, slot, .. } = &mut *p;
         if wait {
-            let drain = |l: &mut Link| {
-                l.pump(&mut PeerEnd {
-                    core,
-                    st,
-                    slot: *slot,
-                    leaving: false,
-                })
-                .map(|x| x.changed)
-            };
-            link.send_blocking(bytes, fd, false, deadline, drain)
+            link.send_blocking(bytes, fd, false, deadline, drainer(core, st, *slot))
         } else {
             match link.try_send(bytes, fd) {
                 Ok(true) => Ok(()),
@@ -1389,6 +1309,25 @@ fn send_one(
         note_gone(core, p);
     }
     r.is_ok()
+}
+
+/// What a blocking send to a current receiver reads while it waits for
+/// room: that receiver's messages, applied to `core`. True if anything was
+/// read.
+fn drainer<'a>(
+    core: &'a mut Core,
+    st: &'a mut PeerStats,
+    slot: u32,
+) -> impl FnMut(&mut Link) -> Result<bool> + 'a {
+    move |l| {
+        l.pump(&mut PeerEnd {
+            core: &mut *core,
+            st: &mut *st,
+            slot,
+            leaving: false,
+        })
+        .map(|x| x.changed)
+    }
 }
 
 /// A send found the receiver gone (`EPIPE`, or `ECONNREFUSED` on a

@@ -12,6 +12,7 @@ pub mod ffi;
 mod freelist;
 mod hash;
 mod hub;
+mod lease;
 pub mod link;
 pub mod listener;
 mod mappings;

@@ -3,7 +3,6 @@
 //! each region's ATTACH before any reference into it, takes releases back
 //! into the pool and retires idle regions once the receiver acknowledged.
 
-use crate::hash::FastMap;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 
@@ -13,6 +12,7 @@ use crate::channel::Channel;
 use crate::conn::{Both, Conn};
 use crate::error::{Error, Result, Status};
 use crate::hub::{Guard, Hub, Spin, Unstarted};
+use crate::lease::{self, Lease, Leases};
 use crate::link::{Endpoint, Incoming, Link, Role, Roles};
 use crate::pool::{Pool, PoolOptions};
 use crate::region::RegionSpec;
@@ -161,26 +161,16 @@ pub struct RegistryStats {
 /// "forever".
 pub const TIMEOUT_CONFIGURED: i64 = i64::MIN;
 
-/// Which receiver holds a lease (one link for now; the number names it).
-type PeerId = u32;
-const THE_PEER: PeerId = 0;
-
-#[derive(Debug)]
-struct Lease {
-    len: u64,
-    token: u64,
-    /// Published as `payload_len` bytes, held by this receiver.
-    published: Option<(u32, PeerId)>,
-}
+/// The receiver's bit in `Lease::holders`: a registry has one.
+const THE_PEER: u64 = 1;
 
 /// Everything of the sender but its link.
 pub(crate) struct Side {
     opts: RegistryOptions,
     pool: Pool,
-    /// Space handed out, by `(map_id, map_offset)`: allocations not yet
-    /// published, and leases the receiver holds.
-    leases: FastMap<(u32, u64), Lease>,
-    next_token: u64,
+    /// Space handed out: allocations not yet published, and leases the
+    /// receiver holds.
+    leases: Leases,
     allocations: u64,
     live_leases: u64,
     /// Bytes of those leases.
@@ -305,7 +295,7 @@ impl Side {
             );
             return;
         }
-        if let Some(l) = self.leases.remove(&key) {
+        if let Some(l) = self.leases.map.remove(&key) {
             self.pool.give_back(r.map_id, r.map_offset, l.len);
             self.leased_bytes -= l.len;
         }
@@ -315,9 +305,7 @@ impl Side {
     /// Whether `r` names a payload the receiver holds: published with
     /// exactly this length at this place of this generation.
     fn is_leased(&self, r: &Ref) -> bool {
-        self.pool.holds(r.map_id, r.map_generation)
-            && matches!(self.leases.get(&(r.map_id, r.map_offset)),
-                Some(l) if l.published == Some((r.payload_len, THE_PEER)))
+        self.leases.held(&self.pool, r, THE_PEER)
     }
 
     /// The receiver is gone: every lease it held comes back, and no
@@ -325,15 +313,14 @@ impl Side {
     fn peer_gone(&mut self, link: &mut Link) {
         let held: Vec<(u32, u64)> = self
             .leases
+            .map
             .iter()
             .filter(|(_, l)| l.published.is_some())
             .map(|(k, _)| *k)
             .collect();
         for key in &held {
-            if let Some(l) = self.leases.remove(key) {
-                if let (Some((len, _)), Some(generation)) =
-                    (l.published, self.pool.generation(key.0))
-                {
+            if let Some(l) = self.leases.map.remove(key) {
+                if let (Some(len), Some(generation)) = (l.published, self.pool.generation(key.0)) {
                     self.reclaimed.insert(Ref {
                         map_id: key.0,
                         map_generation: generation,
@@ -398,44 +385,27 @@ impl Side {
     }
 
     fn lease_mut(&mut self, a: &Allocation) -> Result<&mut Lease> {
-        lease_of(&self.pool, &mut self.leases, a)
+        self.leases.unpublished(&self.pool, a)
     }
 
     /// Hands out `need` bytes from a region that has them.
     fn take(&mut self, need: u64) -> Option<Allocation> {
-        let e = self.pool.take(need)?;
-        let token = self.next_token;
-        self.next_token += 1;
+        let a = self.leases.take(&mut self.pool, need)?;
         self.allocations += 1;
-        self.leases.insert(
-            (e.map_id, e.offset),
-            Lease {
-                len: e.len,
-                token,
-                published: None,
-            },
-        );
-        Some(Allocation {
-            data: e.data,
-            capacity: e.len,
-            map_id: e.map_id,
-            map_generation: e.generation,
-            map_offset: e.offset,
-            token,
-        })
+        Some(a)
     }
 
     /// Checks a publish request without changing anything.
     fn check_publish(&mut self, a: &Allocation, len: u64) -> Result<Ref> {
         let lease = self.lease_mut(a)?;
-        publish_ref(lease, a, len)
+        lease::reference(lease, a, len)
     }
 
     /// Marks the lease of `a` published as `r` (which `check_publish`
     /// returned for it) and gives its unused tail back.
     fn mark_published(&mut self, a: &Allocation, r: &Ref) -> Result<()> {
-        let lease = lease_of(&self.pool, &mut self.leases, a)?;
-        let held = lease_published(lease, r);
+        let lease = self.leases.unpublished(&self.pool, a)?;
+        let held = lease::mark_published(lease, r, THE_PEER);
         self.note_published(held, r);
         Ok(())
     }
@@ -449,13 +419,13 @@ impl Side {
         len: u64,
         push: impl FnOnce(&Ref) -> Result<bool>,
     ) -> Result<bool> {
-        let lease = lease_of(&self.pool, &mut self.leases, a)?;
-        let r = publish_ref(lease, a, len)?;
+        let lease = self.leases.unpublished(&self.pool, a)?;
+        let r = lease::reference(lease, a, len)?;
         fence(Ordering::Release);
         if !push(&r)? {
             return Ok(false);
         }
-        let tail = lease_published(lease, &r);
+        let tail = lease::mark_published(lease, &r, THE_PEER);
         self.note_published(tail, &r);
         Ok(true)
     }
@@ -472,60 +442,6 @@ impl Side {
         self.payloads_published += 1;
         self.payload_bytes_published += r.payload_len as u64;
     }
-}
-
-/// The unpublished lease of allocation `a`.
-fn lease_of<'a>(
-    pool: &Pool,
-    leases: &'a mut FastMap<(u32, u64), Lease>,
-    a: &Allocation,
-) -> Result<&'a mut Lease> {
-    // Another registry numbers its regions, offsets and tokens the same
-    // way: only the address tells its allocations apart.
-    let here = pool.address(a.map_id, a.map_generation, a.map_offset) == Some(a.data);
-    leases
-        .get_mut(&(a.map_id, a.map_offset))
-        .filter(|l| here && l.token == a.token && l.len == a.capacity && l.published.is_none())
-        .ok_or_else(|| {
-            Error::new(
-                Status::InvalidAllocation,
-                format!(
-                    "allocation {}/{}+{} is unknown, already published or aborted",
-                    a.map_id, a.map_generation, a.map_offset
-                ),
-            )
-        })
-}
-
-/// The reference publishing `len` bytes of `a` would make, if it may.
-fn publish_ref(lease: &Lease, a: &Allocation, len: u64) -> Result<Ref> {
-    if len == 0 {
-        return Err(Error::new(Status::ZeroLength, "publish of 0 bytes"));
-    }
-    if len > lease.len || len > u32::MAX as u64 {
-        return Err(Error::new(
-            Status::TooLarge,
-            format!("publish of {len} bytes from an allocation of {}", lease.len),
-        ));
-    }
-    Ok(Ref {
-        map_id: a.map_id,
-        map_generation: a.map_generation,
-        map_offset: a.map_offset,
-        payload_len: len as u32,
-    })
-}
-
-/// Marks `lease` published as `r`, keeping what the payload needs; returns
-/// the bytes it holds and the tail it gave up.
-fn lease_published(lease: &mut Lease, r: &Ref) -> (u64, u64) {
-    lease.published = Some((r.payload_len, THE_PEER));
-    let keep = sys::round_up(r.payload_len as u64, ALIGN).unwrap_or(lease.len);
-    let tail = lease.len.saturating_sub(keep);
-    if tail > 0 {
-        lease.len = keep;
-    }
-    (lease.len, tail)
 }
 
 impl Registry {
@@ -931,7 +847,7 @@ impl Registry {
         let mut g = self.hub.lock();
         let Conn { link, tx: side, .. } = &mut g.s;
         side.lease_mut(a)?;
-        if let Some(l) = side.leases.remove(&(a.map_id, a.map_offset)) {
+        if let Some(l) = side.leases.map.remove(&(a.map_id, a.map_offset)) {
             side.pool.give_back(a.map_id, a.map_offset, l.len);
         }
         side.allocations -= 1;
@@ -1214,8 +1130,7 @@ pub(crate) fn new_side(opts: &RegistryOptions) -> Side {
     Side {
         opts: opts.clone(),
         pool,
-        leases: FastMap::default(),
-        next_token: 1,
+        leases: Leases::new(),
         allocations: 0,
         live_leases: 0,
         leased_bytes: 0,
